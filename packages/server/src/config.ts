@@ -1,0 +1,87 @@
+import { resolve } from 'node:path';
+import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+/**
+ * The one reader of process.env. Parsed once at boot, validated, then passed down.
+ */
+const Env = Type.Object({
+  STRATA_DATA_DIR: Type.String({ default: './.strata' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  HOST: Type.String({ default: '127.0.0.1' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+  STRATA_PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  STRATA_LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  STRATA_PLANS_FILE: Type.Optional(Type.String()),
+  STRATA_REGIONS: Type.String({ default: 'local', pattern: '^[a-z0-9-]{1,32}(,[a-z0-9-]{1,32})*$' }),
+  STRATA_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+  STRATA_PURGE_GRACE_HOURS: Type.Number({ minimum: 0, default: 720 }),
+  STRATA_INVITATION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 168 }),
+  STRATA_SESSION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 24 }),
+  STRATA_MAIL_DIR: Type.Optional(Type.String()),
+  STRATA_MASTER_KEY_FILE: Type.Optional(Type.String()),
+});
+
+export interface Config {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  host: string;
+  port: number;
+  publicUrl: string;
+  logLevel: string;
+  plansFile: string | undefined;
+  regions: string[];
+  defaultRegion: string;
+  bodyLimitBytes: number;
+  purgeGraceHours: number;
+  invitationTtlHours: number;
+  sessionTtlHours: number;
+  mailDir: string;
+  masterKeyFile: string;
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Parses an environment (process.env by default) into a Config, or throws ConfigError listing every problem. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(Env.properties)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  const converted = Value.Default(Env, Value.Convert(Env, raw)) as Record<string, unknown>;
+  const errors = [...Value.Errors(Env, converted)];
+  if (errors.length > 0) {
+    throw new ConfigError(
+      errors.map((e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(raw[e.path.slice(1)] ?? null)}: ${e.message}`),
+    );
+  }
+  const e = converted as Static<typeof Env>;
+  const dataDir = resolve(e.STRATA_DATA_DIR);
+  const regions = e.STRATA_REGIONS.split(',');
+  const config: Config = {
+    dataDir,
+    databaseUrl: e.DATABASE_URL,
+    host: e.HOST,
+    port: e.PORT,
+    publicUrl: e.STRATA_PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`,
+    logLevel: e.STRATA_LOG_LEVEL,
+    plansFile: e.STRATA_PLANS_FILE,
+    regions,
+    defaultRegion: regions[0] as string,
+    bodyLimitBytes: e.STRATA_BODY_LIMIT_BYTES,
+    purgeGraceHours: e.STRATA_PURGE_GRACE_HOURS,
+    invitationTtlHours: e.STRATA_INVITATION_TTL_HOURS,
+    sessionTtlHours: e.STRATA_SESSION_TTL_HOURS,
+    mailDir: resolve(e.STRATA_MAIL_DIR ?? `${dataDir}/mail`),
+    masterKeyFile: resolve(e.STRATA_MASTER_KEY_FILE ?? `${dataDir}/master.key`),
+  };
+  return { ...config, ...overrides };
+}

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { apiKeyRoutes } from './modules/api-keys/routes.js';
+import { ApiKeyService } from './modules/api-keys/service.js';
+import { authPlugin } from './modules/auth/plugin.js';
+import { authRoutes } from './modules/auth/routes.js';
+import { AuthService, countOperatorKeys, createOperatorKey } from './modules/auth/service.js';
+import { memberRoutes } from './modules/members/routes.js';
+import { MemberService } from './modules/members/service.js';
+import { loadPlans, syncPlans } from './modules/plans/catalog.js';
+import { PlanCatalog } from './modules/plans/entitlements.js';
+import { planRoutes } from './modules/plans/routes.js';
+import { tenantRoutes } from './modules/tenants/routes.js';
+import { TenantService } from './modules/tenants/service.js';
+import type { Platform } from './platform/context.js';
+import type { Database } from './platform/db/driver.js';
+import { migrate } from './platform/db/migrate.js';
+import { openPostgres } from './platform/db/pg-driver.js';
+import { openPglite } from './platform/db/pglite-driver.js';
+import { healthRoutes } from './platform/http/health.js';
+import { installProblemHandlers } from './platform/http/problem.js';
+import { installValidators } from './platform/http/validation.js';
+import { createLogger } from './platform/logger.js';
+import { outboxMailer } from './platform/mail.js';
+
+export interface Strata {
+  app: FastifyInstance;
+  platform: Platform;
+  services: { tenants: TenantService; members: MemberService; auth: AuthService; apiKeys: ApiKeyService };
+  /** Set when this boot created the first operator key: the only time its secret is shown. */
+  firstOperatorKey: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface StrataOptions {
+  /** Use this database instead of opening one from config (tests pass a cloned template). */
+  db?: Database;
+  logger?: Logger;
+}
+
+/** Opens the configured database: PostgreSQL when DATABASE_URL is set, embedded PGlite in the data dir otherwise. */
+export async function openDatabase(config: Config): Promise<Database> {
+  if (config.databaseUrl) return openPostgres(config.databaseUrl);
+  return openPglite({ dataDir: `${config.dataDir}/pg` });
+}
+
+/** The composition root: config -> platform -> modules -> http. Read top to bottom, it is the whole system. */
+export async function createStrata(config: Config, options: StrataOptions = {}): Promise<Strata> {
+  // platform
+  const log = options.logger ?? createLogger(config.logLevel);
+  const db = options.db ?? (await openDatabase(config));
+  await migrate(db);
+  const plans = new PlanCatalog(loadPlans(config.plansFile));
+  await syncPlans(db, plans.plans);
+  const firstOperatorKey =
+    (await countOperatorKeys(db)) === 0 ? (await createOperatorKey(db, 'first operator key')).token : undefined;
+  const platform: Platform = { config, db, log, plans, mailer: outboxMailer(config.mailDir, log) };
+
+  // modules
+  const members = new MemberService(platform);
+  const tenants = new TenantService(platform, members);
+  const auth = new AuthService(platform);
+  const apiKeys = new ApiKeyService(platform);
+
+  // http
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+    return503OnClosing: true,
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  installValidators(app);
+  installProblemHandlers(app);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Strata API', version: '0.1.0', description: 'Multi-tenant data plane' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(authPlugin, platform);
+  healthRoutes(app, platform);
+  planRoutes(app, platform);
+  tenantRoutes(app, tenants);
+  memberRoutes(app, members);
+  apiKeyRoutes(app, apiKeys);
+  authRoutes(app, auth, members);
+  await app.ready();
+
+  const purgeTimer = setInterval(() => {
+    tenants.purgeDue().catch((err) => log.error({ err, type: 'tenants.purge' }, 'tenant purge failed'));
+  }, 60_000);
+  purgeTimer.unref();
+
+  return {
+    app,
+    platform,
+    services: { tenants, members, auth, apiKeys },
+    firstOperatorKey,
+    async close() {
+      clearInterval(purgeTimer);
+      await app.close();
+      await db.close();
+    },
+  };
+}

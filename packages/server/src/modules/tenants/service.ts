@@ -1,0 +1,128 @@
+import type { CreateTenant, Tenant, UpdateTenant } from '@strata/contract';
+import type { Platform } from '../../platform/context.js';
+import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
+import { AppError, errors } from '../../platform/errors.js';
+import { decodeCursor, toPage } from '../../platform/http/pagination.js';
+import { newId } from '../../platform/ids.js';
+import type { MemberService } from '../members/service.js';
+import * as store from './store.js';
+
+export class TenantService {
+  constructor(
+    private readonly platform: Platform,
+    private readonly invitations: MemberService,
+  ) {}
+
+  #checkRegions(dataRegion: string, allowed: string[]): void {
+    const known = this.platform.config.regions;
+    const unknown = allowed.filter((r) => !known.includes(r));
+    if (unknown.length > 0) {
+      throw new AppError('region_not_allowed', `Unknown region(s): ${unknown.join(', ')}`, { regions: known });
+    }
+    if (!allowed.includes(dataRegion)) {
+      throw new AppError('region_not_allowed', `data_region ${dataRegion} is not in allowed_regions`, {
+        allowed_regions: allowed,
+      });
+    }
+  }
+
+  async create(input: CreateTenant) {
+    const planId = input.plan ?? 'free';
+    this.platform.plans.require(planId);
+    const dataRegion = input.data_region ?? input.allowed_regions?.[0] ?? this.platform.config.defaultRegion;
+    const allowed = input.allowed_regions ?? [dataRegion];
+    this.#checkRegions(dataRegion, allowed);
+    const id = newId();
+    const row = await withSystem(this.platform.db, (tx) =>
+      store.insertTenant(tx, {
+        id,
+        slug: input.slug,
+        name: input.name,
+        plan_id: planId,
+        plan_overrides: input.plan_overrides ?? {},
+        data_region: dataRegion,
+        allowed_regions: allowed,
+      }),
+    );
+    if (!row) throw new AppError('slug_taken', `The slug "${input.slug}" is already in use`);
+    const tenant = store.toTenant(row);
+    if (!input.owner_email) return tenant;
+    const invitation = await this.invitations.invite(id, { email: input.owner_email, role: 'owner' }, null);
+    return {
+      ...tenant,
+      owner_invitation: { id: invitation.id, email: invitation.email, expires_at: invitation.expires_at },
+    };
+  }
+
+  async list(query: { limit?: number; cursor?: string; status?: Tenant['status'] }) {
+    const limit = query.limit ?? 50;
+    const rows = await withSystem(this.platform.db, (tx) =>
+      store.listTenants(tx, decodeCursor(query.cursor), limit, query.status),
+    );
+    return toPage(rows, limit, (r) => r.id, store.toTenant);
+  }
+
+  async get(tenantId: string): Promise<Tenant> {
+    const row = await withTenant(this.platform.db, tenantId, (tx) => store.getTenant(tx, tenantId));
+    if (!row) throw errors.notFound('tenant');
+    return store.toTenant(row);
+  }
+
+  /** Operators may change anything; tenant credentials may only rename. */
+  async update(tenantId: string, input: UpdateTenant, asOperator: boolean): Promise<Tenant> {
+    const { name, ...operatorFields } = input;
+    if (!asOperator) {
+      const fields = Object.keys(operatorFields);
+      if (fields.length > 0) {
+        throw new AppError('forbidden', `Only the operator can change ${fields.join(', ')}`, { fields });
+      }
+      await withTenant(this.platform.db, tenantId, (tx) => store.renameTenant(tx, tenantId, name as string));
+      return this.get(tenantId);
+    }
+    if (input.plan) this.platform.plans.require(input.plan);
+    const row = await withSystem(this.platform.db, async (tx) => {
+      const current = await store.getTenant(tx, tenantId);
+      if (!current) return undefined;
+      if (input.allowed_regions) this.#checkRegions(current.data_region, input.allowed_regions);
+      return store.updateTenant(tx, tenantId, {
+        ...(name !== undefined ? { name } : {}),
+        ...(input.plan !== undefined ? { plan_id: input.plan } : {}),
+        ...(input.plan_overrides !== undefined ? { plan_overrides: input.plan_overrides } : {}),
+        ...(input.allowed_regions !== undefined ? { allowed_regions: input.allowed_regions } : {}),
+      });
+    });
+    if (!row) throw errors.notFound('tenant');
+    return store.toTenant(row);
+  }
+
+  async changeStatus(tenantId: string, change: store.StatusChange): Promise<Tenant> {
+    const row = await withSystem(this.platform.db, async (tx) => {
+      const changed = await store.changeStatus(tx, tenantId, change, this.platform.config.purgeGraceHours);
+      return changed ?? (await store.getTenant(tx, tenantId)) ?? null;
+    });
+    if (!row) throw errors.notFound('tenant');
+    const tenant = store.toTenant(row);
+    const expected = { suspend: 'suspended', resume: 'active', delete: 'deleted', restore: 'active' }[change];
+    if (tenant.status !== expected) {
+      throw new AppError('conflict', `Cannot ${change} a tenant that is ${tenant.status}`, { status: tenant.status });
+    }
+    return tenant;
+  }
+
+  /** Removes tenants whose deletion grace period has passed: their data first, then their control rows. */
+  async purgeDue(now = new Date()): Promise<string[]> {
+    const due = await withSystem(this.platform.db, async (tx) => {
+      const { rows } = await tx.query<{ id: string }>(
+        `SELECT id FROM strata.tenants WHERE status = 'deleted' AND purge_after <= $1`,
+        [now],
+      );
+      return rows.map((r) => r.id);
+    });
+    for (const id of due) {
+      await withTenant(this.platform.db, id, (tx) => tx.query('DELETE FROM strata_data.tenant_sequences'));
+    }
+    const purged = await withSystem(this.platform.db, (tx) => store.purgeDue(tx, now));
+    if (purged.length > 0) this.platform.log.info({ type: 'tenants.purged', tenant_ids: purged }, 'purged tenants');
+    return purged;
+  }
+}

@@ -1,0 +1,14 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { PlanCatalog } from '../modules/plans/entitlements.js';
+import type { Database } from './db/driver.js';
+import type { Mailer } from './mail.js';
+
+/** What the composition root hands every module. */
+export interface Platform {
+  config: Config;
+  db: Database;
+  log: Logger;
+  plans: PlanCatalog;
+  mailer: Mailer;
+}

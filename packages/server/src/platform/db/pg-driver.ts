@@ -1,0 +1,45 @@
+import pg from 'pg';
+import type { Database, Queryable, QueryResult } from './driver.js';
+
+// Return int8 and numeric as JS numbers when they fit; counts and sizes are far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+function wrap(client: pg.Pool | pg.PoolClient): Queryable {
+  return {
+    async query<R>(text: string, params: unknown[] = []): Promise<QueryResult<R>> {
+      const r = await client.query(text, params);
+      return { rows: r.rows as R[], rowCount: r.rowCount ?? r.rows.length };
+    },
+    async exec(sql: string) {
+      await client.query(sql);
+    },
+  };
+}
+
+export function openPostgres(url: string, options: { max?: number } = {}): Database & { pool: pg.Pool } {
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
+  // An idle client that loses its connection must not crash the process.
+  pool.on('error', () => {});
+  const outer = wrap(pool);
+  return {
+    kind: 'postgres',
+    pool,
+    query: outer.query,
+    exec: outer.exec,
+    async transaction(fn, prelude) {
+      const client = await pool.connect();
+      try {
+        await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
+        const result = await fn(wrap(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}

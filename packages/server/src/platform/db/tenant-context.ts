@@ -1,0 +1,32 @@
+import { AppError } from '../errors.js';
+import type { Database, Queryable } from './driver.js';
+
+/** The role every request runs as: owns nothing, not superuser, no BYPASSRLS (checked by a test). */
+export const APP_ROLE = 'strata_app';
+/** Control-plane role for cross-tenant lookups (auth, operator listings); its policies exist only on control tables. */
+export const SYSTEM_ROLE = 'strata_system';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
+}
+
+/**
+ * All tenant data access goes through here: a transaction whose role and tenant context are
+ * transaction-local, so a pooled connection never carries one tenant's context into another request.
+ * The tenant id is checked against a strict UUID pattern before it is written into the prelude,
+ * which lets BEGIN, the role and the context travel in one round trip.
+ */
+export function withTenant<T>(db: Database, tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  if (!isUuid(tenantId)) throw new AppError('not_found', 'The tenant does not exist');
+  return db.transaction(
+    fn,
+    `SET LOCAL ROLE ${APP_ROLE}; SELECT set_config('strata.tenant_id', '${tenantId.toLowerCase()}', true);`,
+  );
+}
+
+/** Control-plane work that is not about one tenant (resolving a credential, listing tenants for the operator). */
+export function withSystem<T>(db: Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db.transaction(fn, `SET LOCAL ROLE ${SYSTEM_ROLE}; SELECT set_config('strata.tenant_id', '', true);`);
+}
