@@ -110,7 +110,8 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
     async close() {
       clearInterval(purgeTimer);
       await app.close();
-      await db.close();
+      // A database handed in by the caller stays the caller's to close.
+      if (!options.db) await db.close();
     },
   };
 }

@@ -102,7 +102,7 @@ export class MemberService {
   /** Accepts an invitation: creates the user if new and the membership; the token cannot be used again. */
   async accept(token: string): Promise<{ userId: string; email: string; tenantId: string; role: Role }> {
     const parsed = parseToken(token);
-    if (!parsed || parsed.kind !== 'invitation') throw new AppError('invitation_invalid');
+    if (parsed?.kind !== 'invitation') throw new AppError('invitation_invalid');
     return withSystem(this.platform.db, async (tx) => {
       const inv = await store.claimInvitation(tx, hashSecret(parsed.secret));
       if (!inv) throw new AppError('invitation_invalid');

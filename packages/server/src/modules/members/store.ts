@@ -100,12 +100,8 @@ export async function findUserByEmail(tx: Queryable, email: string) {
 }
 
 export async function upsertUser(tx: Queryable, email: string): Promise<{ id: string; email: string }> {
-  const { rows } = await tx.query<{ id: string; email: string }>(
-    `INSERT INTO strata.users (id, email) VALUES ($1, $2)
-     ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id, email`,
-    [newId(), email],
-  );
-  return rows[0] as { id: string; email: string };
+  await tx.query('INSERT INTO strata.users (id, email) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING', [newId(), email]);
+  return (await findUserByEmail(tx, email)) as { id: string; email: string };
 }
 
 export async function insertMembership(tx: Queryable, tenantId: string, userId: string, role: Role) {

@@ -96,17 +96,13 @@ export class TenantService {
   }
 
   async changeStatus(tenantId: string, change: store.StatusChange): Promise<Tenant> {
-    const row = await withSystem(this.platform.db, async (tx) => {
-      const changed = await store.changeStatus(tx, tenantId, change, this.platform.config.purgeGraceHours);
-      return changed ?? (await store.getTenant(tx, tenantId)) ?? null;
+    const { changed, current } = await withSystem(this.platform.db, async (tx) => {
+      const row = await store.changeStatus(tx, tenantId, change, this.platform.config.purgeGraceHours);
+      return { changed: row, current: row ? undefined : await store.getTenant(tx, tenantId) };
     });
-    if (!row) throw errors.notFound('tenant');
-    const tenant = store.toTenant(row);
-    const expected = { suspend: 'suspended', resume: 'active', delete: 'deleted', restore: 'active' }[change];
-    if (tenant.status !== expected) {
-      throw new AppError('conflict', `Cannot ${change} a tenant that is ${tenant.status}`, { status: tenant.status });
-    }
-    return tenant;
+    if (changed) return store.toTenant(changed);
+    if (!current) throw errors.notFound('tenant');
+    throw new AppError('conflict', `Cannot ${change} a tenant that is ${current.status}`, { tenant_status: current.status });
   }
 
   /** Removes tenants whose deletion grace period has passed: their data first, then their control rows. */

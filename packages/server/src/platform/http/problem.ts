@@ -9,7 +9,9 @@ export function problemOf(
   extra: Record<string, unknown> = {},
 ): ProblemDocument {
   const entry = ERROR_CATALOG[code];
+  // Extra members come first so they can never overwrite the standard ones.
   return {
+    ...extra,
     type: `${PROBLEM_TYPE_BASE}${code}`,
     title: entry.title,
     status: entry.status,
@@ -17,7 +19,6 @@ export function problemOf(
     ...(detail ? { detail } : {}),
     instance: request.url.split('?')[0] as string,
     request_id: request.id,
-    ...extra,
   };
 }
 
