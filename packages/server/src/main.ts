@@ -79,6 +79,8 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // The API speaks JSON only; anything else is a 415, not a string handed to the schema.
+  app.removeContentTypeParser('text/plain');
   installValidators(app);
   installProblemHandlers(app);
   await app.register(swagger, {
