@@ -32,6 +32,8 @@ export default defineConfig({
             {
               test: {
                 ...shared,
+                // Unit tests do not touch the database; only the integration suites run twice.
+                include: ['packages/server/test/**/*.test.ts'],
                 name: 'postgres',
                 env: { STRATA_TEST_DRIVER: 'postgres' },
                 globalSetup: ['packages/server/test/global-setup.ts'],

@@ -14,7 +14,6 @@ export const ERROR_CATALOG = {
   plan_required: { status: 403, title: "The tenant's plan does not include this feature" },
   quota_exceeded: { status: 403, title: "The tenant's plan limit is reached" },
   not_found: { status: 404, title: 'The resource does not exist' },
-  method_not_allowed: { status: 405, title: 'The method is not allowed on this resource' },
   conflict: { status: 409, title: 'The request conflicts with the current state' },
   slug_taken: { status: 409, title: 'The slug is already in use' },
   already_member: { status: 409, title: 'The user is already a member of the tenant' },

@@ -23,6 +23,7 @@ import { openPglite } from './platform/db/pglite-driver.js';
 import { healthRoutes } from './platform/http/health.js';
 import { installProblemHandlers } from './platform/http/problem.js';
 import { installValidators } from './platform/http/validation.js';
+import { fileKeyring } from './platform/keyring.js';
 import { createLogger } from './platform/logger.js';
 import { outboxMailer } from './platform/mail.js';
 
@@ -57,7 +58,8 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   await syncPlans(db, plans.plans);
   const firstOperatorKey =
     (await countOperatorKeys(db)) === 0 ? (await createOperatorKey(db, 'first operator key')).token : undefined;
-  const platform: Platform = { config, db, log, plans, mailer: outboxMailer(config.mailDir, log) };
+  const keyring = fileKeyring(config.masterKeyFile);
+  const platform: Platform = { config, db, log, plans, mailer: outboxMailer(config.mailDir, log), keyring };
 
   // modules
   const members = new MemberService(platform);

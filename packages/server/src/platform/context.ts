@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { PlanCatalog } from '../modules/plans/entitlements.js';
 import type { Database } from './db/driver.js';
+import type { Keyring } from './keyring.js';
 import type { Mailer } from './mail.js';
 
 /** What the composition root hands every module. */
@@ -11,4 +12,5 @@ export interface Platform {
   log: Logger;
   plans: PlanCatalog;
   mailer: Mailer;
+  keyring: Keyring;
 }

@@ -100,7 +100,10 @@ export async function findUserByEmail(tx: Queryable, email: string) {
 }
 
 export async function upsertUser(tx: Queryable, email: string): Promise<{ id: string; email: string }> {
-  await tx.query('INSERT INTO strata.users (id, email) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING', [newId(), email]);
+  await tx.query('INSERT INTO strata.users (id, email) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING', [
+    newId(),
+    email,
+  ]);
   return (await findUserByEmail(tx, email)) as { id: string; email: string };
 }
 

@@ -102,7 +102,9 @@ export class TenantService {
     });
     if (changed) return store.toTenant(changed);
     if (!current) throw errors.notFound('tenant');
-    throw new AppError('conflict', `Cannot ${change} a tenant that is ${current.status}`, { tenant_status: current.status });
+    throw new AppError('conflict', `Cannot ${change} a tenant that is ${current.status}`, {
+      tenant_status: current.status,
+    });
   }
 
   /** Removes tenants whose deletion grace period has passed: their data first, then their control rows. */
