@@ -33,6 +33,8 @@ export interface Strata {
   services: { tenants: TenantService; members: MemberService; auth: AuthService; apiKeys: ApiKeyService };
   /** Set when this boot created the first operator key: the only time its secret is shown. */
   firstOperatorKey: string | undefined;
+  /** Every registered route, as registered (the OpenAPI test checks each is documented). */
+  routes: { method: string; url: string; hidden: boolean }[];
   close(): Promise<void>;
 }
 
@@ -85,6 +87,12 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   app.removeContentTypeParser('text/plain');
   installValidators(app);
   installProblemHandlers(app);
+  const routes: { method: string; url: string; hidden: boolean }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: r.url, hidden: Boolean(r.schema?.hide) });
+    }
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -111,6 +119,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
     platform,
     services: { tenants, members, auth, apiKeys },
     firstOperatorKey,
+    routes,
     async close() {
       clearInterval(purgeTimer);
       await app.close();
