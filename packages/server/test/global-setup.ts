@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { migrate } from '../src/platform/db/migrate.js';
-import { openPglite } from '../src/platform/db/pglite-driver.js';
 import { openPostgres } from '../src/platform/db/pg-driver.js';
+import { openPglite } from '../src/platform/db/pglite-driver.js';
 import { adminUrl, databaseUrlFor } from './pg-url.js';
 
 declare module 'vitest' {

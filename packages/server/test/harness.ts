@@ -8,8 +8,8 @@ import { inject } from 'vitest';
 import { type Config, loadConfig } from '../src/config.js';
 import { createStrata, type Strata } from '../src/main.js';
 import type { Database } from '../src/platform/db/driver.js';
-import { openPglite } from '../src/platform/db/pglite-driver.js';
 import { openPostgres } from '../src/platform/db/pg-driver.js';
+import { openPglite } from '../src/platform/db/pglite-driver.js';
 import { createLogger } from '../src/platform/logger.js';
 import { adminUrl, databaseUrlFor } from './pg-url.js';
 
@@ -53,7 +53,12 @@ export interface Harness {
   db: Database;
   operatorToken: string;
   /** HTTP through app.inject with a bearer token; JSON bodies are sent as JSON. */
-  call(token: string | undefined, method: InjectOptions['method'], url: string, body?: unknown): Promise<LightMyRequestResponse>;
+  call(
+    token: string | undefined,
+    method: InjectOptions['method'],
+    url: string,
+    body?: unknown,
+  ): Promise<LightMyRequestResponse>;
   /** Mail written to the outbox so far, oldest first. */
   mail(): { to: string; subject: string; text: string }[];
   close(): Promise<void>;

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APP_ROLE } from '../src/platform/db/tenant-context.js';
-import { withTenant } from '../src/platform/db/tenant-context.js';
+import { APP_ROLE, withTenant } from '../src/platform/db/tenant-context.js';
 import { createTenant, type Harness, startHarness, type TestTenant } from './harness.js';
 import { operationsOf } from './openapi-examples.js';
 
@@ -30,7 +29,10 @@ describe('isolation enforced by the database', () => {
   it('with no tenant context every tenant table returns zero rows, even right after a transaction that set one', async () => {
     const tables = await tenantTables();
     expect(tables).toEqual(expect.arrayContaining(['strata.memberships', 'strata.api_keys', 'strata.invitations']));
-    await h.db.query(`INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ($1), ($2) ON CONFLICT DO NOTHING`, [a.id, b.id]);
+    await h.db.query(`INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ($1), ($2) ON CONFLICT DO NOTHING`, [
+      a.id,
+      b.id,
+    ]);
     // Something exists to hide: as tenant A, A's rows are visible.
     const seenAsA = await withTenant(h.db, a.id, (tx) => tx.query('SELECT count(*)::int AS n FROM strata.memberships'));
     expect((seenAsA.rows[0] as { n: number }).n).toBeGreaterThan(0);
@@ -46,7 +48,9 @@ describe('isolation enforced by the database', () => {
       );
       expect(empty.rows[0]?.n, `${table} with an empty context`).toBe(0);
       const asA = await withTenant(h.db, a.id, (tx) =>
-        tx.query<{ other: number }>(`SELECT count(*) FILTER (WHERE tenant_id <> $1)::int AS other FROM ${table}`, [a.id]),
+        tx.query<{ other: number }>(`SELECT count(*) FILTER (WHERE tenant_id <> $1)::int AS other FROM ${table}`, [
+          a.id,
+        ]),
       );
       expect(asA.rows[0]?.other, `${table} rows of other tenants seen as A`).toBe(0);
     }
@@ -55,13 +59,22 @@ describe('isolation enforced by the database', () => {
   it('refuses writes of another tenant_id under a tenant context', async () => {
     await expect(
       withTenant(h.db, a.id, (tx) =>
-        tx.query(`INSERT INTO strata.memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')`, [b.id, a.userIds.owner]),
+        tx.query(`INSERT INTO strata.memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')`, [
+          b.id,
+          a.userIds.owner,
+        ]),
       ),
     ).rejects.toThrow(/row-level security/);
   });
 
   it('catalog: every tenant table has FORCE RLS and a tenant policy; the app role owns nothing and cannot bypass RLS', async () => {
-    const { rows } = await h.db.query<{ t: string; rls: boolean; force: boolean; policies: string[] | null; owner: string }>(
+    const { rows } = await h.db.query<{
+      t: string;
+      rls: boolean;
+      force: boolean;
+      policies: string[] | null;
+      owner: string;
+    }>(
       `SELECT format('%I.%I', n.nspname, c.relname) AS t, c.relrowsecurity AS rls, c.relforcerowsecurity AS force,
               pg_get_userbyid(c.relowner) AS owner,
               (SELECT array_agg(p.qual) FROM pg_policies p WHERE p.schemaname = n.nspname AND p.tablename = c.relname
@@ -74,7 +87,10 @@ describe('isolation enforced by the database', () => {
     for (const r of rows) {
       expect(r.rls, `${r.t} RLS enabled`).toBe(true);
       expect(r.force, `${r.t} RLS forced`).toBe(true);
-      expect(r.policies?.some((q) => q.includes('current_tenant_id()')), `${r.t} tenant policy`).toBe(true);
+      expect(
+        r.policies?.some((q) => q.includes('current_tenant_id()')),
+        `${r.t} tenant policy`,
+      ).toBe(true);
       expect(r.owner).not.toBe(APP_ROLE);
     }
     const role = await h.db.query<{ rolsuper: boolean; rolbypassrls: boolean; owns: number }>(
@@ -98,7 +114,10 @@ describe("tenant A's credentials on tenant B's paths", () => {
     const ops = operationsOf(doc).filter((o) => o.path.includes('{tenantId}'));
     expect(ops.length).toBeGreaterThanOrEqual(12);
     const bKey = (await h.call(b.adminKey, 'GET', `/v1/tenants/${b.id}/api-keys`)).json().data[0].id;
-    const bInvite = await h.call(b.adminKey, 'POST', `/v1/tenants/${b.id}/invitations`, { email: 'pending@b.test', role: 'viewer' });
+    const bInvite = await h.call(b.adminKey, 'POST', `/v1/tenants/${b.id}/invitations`, {
+      email: 'pending@b.test',
+      role: 'viewer',
+    });
     const ids: Record<string, string> = {
       tenantId: b.id,
       userId: b.userIds.viewer as string,

@@ -29,7 +29,8 @@ export function exampleFor(schema: Schema | undefined): unknown {
     case 'object': {
       const props = schema.properties ?? {};
       const keys = new Set(schema.required ?? []);
-      if (keys.size < (schema.minProperties ?? 0)) for (const k of Object.keys(props).slice(0, schema.minProperties)) keys.add(k);
+      if (keys.size < (schema.minProperties ?? 0))
+        for (const k of Object.keys(props).slice(0, schema.minProperties)) keys.add(k);
       return Object.fromEntries([...keys].map((k) => [k, exampleFor(props[k])]));
     }
     case 'array':
@@ -57,7 +58,9 @@ export interface Operation {
 }
 
 /** Every operation of the OpenAPI document, with a generated body where it takes one. */
-export function operationsOf(doc: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Schema }> } }>> }): Operation[] {
+export function operationsOf(doc: {
+  paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Schema }> } }>>;
+}): Operation[] {
   const ops: Operation[] = [];
   for (const [path, methods] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(methods)) {

@@ -16,7 +16,13 @@ describe('tenant lifecycle', () => {
     await createTenant(h);
     const got = await h.call(a.adminKey, 'GET', `/v1/tenants/${a.id}`);
     expect(got.statusCode).toBe(200);
-    expect(got.json()).toMatchObject({ id: a.id, slug: a.slug, plan: 'starter', status: 'active', data_region: 'local' });
+    expect(got.json()).toMatchObject({
+      id: a.id,
+      slug: a.slug,
+      plan: 'starter',
+      status: 'active',
+      data_region: 'local',
+    });
 
     const seen: string[] = [];
     let cursor: string | null = null;
@@ -41,7 +47,10 @@ describe('tenant lifecycle', () => {
     const planByOperator = await h.call(h.operatorToken, 'PATCH', `/v1/tenants/${a.id}`, { plan: 'professional' });
     expect(planByOperator.json().plan).toBe('professional');
     const ent = await h.call(a.adminKey, 'GET', `/v1/tenants/${a.id}/entitlements`);
-    expect(ent.json()).toMatchObject({ plan: 'professional', features: { field_encryption: true, byod_datastore: false } });
+    expect(ent.json()).toMatchObject({
+      plan: 'professional',
+      features: { field_encryption: true, byod_datastore: false },
+    });
   });
 
   it('refuses a taken slug, an unknown plan and a region outside the allowed set', async () => {
@@ -51,7 +60,11 @@ describe('tenant lifecycle', () => {
     expect(dup.json().code).toBe('slug_taken');
     const plan = await h.call(h.operatorToken, 'POST', '/v1/tenants', { slug: 'noplan', name: 'x', plan: 'gold' });
     expect(plan.json().code).toBe('unknown_plan');
-    const region = await h.call(h.operatorToken, 'POST', '/v1/tenants', { slug: 'noregion', name: 'x', data_region: 'mars' });
+    const region = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: 'noregion',
+      name: 'x',
+      data_region: 'mars',
+    });
     expect(region.json().code).toBe('region_not_allowed');
     const list = await h.call(h.operatorToken, 'GET', '/v1/tenants?limit=200');
     expect(list.json().data.map((t: { slug: string }) => t.slug)).not.toContain('noplan');
