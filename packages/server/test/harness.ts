@@ -16,7 +16,7 @@ import { adminUrl, databaseUrlFor } from './pg-url.js';
 export const driver = (process.env.STRATA_TEST_DRIVER ?? 'pglite') as 'pglite' | 'postgres';
 
 /** A fresh database for one test file, cloned from the run's migrated template. */
-export async function cloneDatabase(): Promise<{ db: Database; drop: () => Promise<void> }> {
+export async function cloneDatabase(): Promise<{ db: Database; url?: string; drop: () => Promise<void> }> {
   if (driver === 'postgres') {
     const base = process.env.STRATA_TEST_DATABASE_URL as string;
     const name = `strata_t_${process.ppid}_${randomBytes(4).toString('hex')}`;
@@ -32,9 +32,11 @@ export async function cloneDatabase(): Promise<{ db: Database; drop: () => Promi
         await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
       }
     }
-    const db = openPostgres(databaseUrlFor(base, name), { max: 5 });
+    const url = databaseUrlFor(base, name);
+    const db = openPostgres(url, { max: 5 });
     return {
       db,
+      url,
       drop: async () => {
         await db.close();
         await admin.exec(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -51,6 +53,8 @@ export interface Harness {
   strata: Strata;
   config: Config;
   db: Database;
+  /** The cloned database's URL (PostgreSQL runs only). */
+  url: string | undefined;
   operatorToken: string;
   /** HTTP through app.inject with a bearer token; JSON bodies are sent as JSON. */
   call(
@@ -65,7 +69,7 @@ export interface Harness {
 }
 
 export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
-  const { db, drop } = await cloneDatabase();
+  const { db, url, drop } = await cloneDatabase();
   const dataDir = mkdtempSync(join(tmpdir(), 'strata-test-'));
   const config = loadConfig({ STRATA_DATA_DIR: dataDir, STRATA_LOG_LEVEL: 'silent', ...env });
   const strata = await createStrata(config, { db, logger: createLogger('silent') });
@@ -74,6 +78,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     strata,
     config,
     db,
+    url,
     operatorToken,
     call(token, method, url, body) {
       return strata.app.inject({

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPostgres } from '../src/platform/db/pg-driver.js';
 import { APP_ROLE, withTenant } from '../src/platform/db/tenant-context.js';
 import { createTenant, type Harness, startHarness, type TestTenant } from './harness.js';
 import { operationsOf } from './openapi-examples.js';
@@ -53,6 +54,27 @@ describe('isolation enforced by the database', () => {
         ]),
       );
       expect(asA.rows[0]?.other, `${table} rows of other tenants seen as A`).toBe(0);
+    }
+  });
+
+  it('a connection whose previous transaction had a tenant context sees zero rows in the next one', async () => {
+    // One connection, so the second transaction runs where the first left strata.tenant_id = ''.
+    const one = h.url ? openPostgres(h.url, { max: 1 }) : h.db;
+    try {
+      const asA = await withTenant(one, a.id, (tx) =>
+        tx.query<{ n: number }>('SELECT count(*)::int AS n FROM strata.api_keys'),
+      );
+      expect(asA.rows[0]?.n).toBeGreaterThan(0);
+      const after = await one.transaction(
+        (tx) =>
+          tx.query<{ n: number; setting: string | null }>(
+            `SELECT count(*)::int AS n, current_setting('strata.tenant_id', true) AS setting FROM strata.api_keys`,
+          ),
+        `SET LOCAL ROLE ${APP_ROLE};`,
+      );
+      expect(after.rows[0]).toEqual({ n: 0, setting: '' });
+    } finally {
+      if (one !== h.db) await one.close();
     }
   });
 
