@@ -48,20 +48,11 @@ export class ApiKeyService {
     }
     const t = issueToken('apiKey');
     const row = await withTenant(this.platform.db, tenantId, async (tx) => {
-      const tenant = await tx.query<{ plan_id: string; plan_overrides: object }>(
-        'SELECT plan_id, plan_overrides FROM strata.tenants WHERE id = $1',
-        [tenantId],
-      );
-      const plan = tenant.rows[0];
-      if (!plan) throw errors.notFound('tenant');
+      const ent = await this.platform.plans.forTenant(tx, tenantId);
       const used = await tx.query<{ n: number }>(
         'SELECT count(*)::int AS n FROM strata.api_keys WHERE revoked_at IS NULL',
       );
-      this.platform.plans.requireQuota(
-        this.platform.plans.entitlements(plan.plan_id, plan.plan_overrides),
-        'api_keys',
-        used.rows[0]?.n ?? 0,
-      );
+      this.platform.plans.requireQuota(ent, 'api_keys', used.rows[0]?.n ?? 0);
       const { rows } = await tx.query<ApiKeyRow>(
         `INSERT INTO strata.api_keys (tenant_id, id, public_id, name, secret_hash, scopes, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${COLUMNS}`,

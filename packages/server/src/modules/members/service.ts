@@ -1,6 +1,5 @@
 import type { Invitation, Role } from '@strata/contract';
 import type { Platform } from '../../platform/context.js';
-import type { Queryable } from '../../platform/db/driver.js';
 import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { decodeCursor, toPage } from '../../platform/http/pagination.js';
@@ -14,16 +13,6 @@ const isOwnerLevel = (actor: ActorRole, operator: boolean) => operator || actor 
 
 export class MemberService {
   constructor(private readonly platform: Platform) {}
-
-  async #entitlements(tx: Queryable, tenantId: string) {
-    const { rows } = await tx.query<{ plan_id: string; plan_overrides: object }>(
-      'SELECT plan_id, plan_overrides FROM strata.tenants WHERE id = $1',
-      [tenantId],
-    );
-    const row = rows[0];
-    if (!row) throw errors.notFound('tenant');
-    return this.platform.plans.entitlements(row.plan_id, row.plan_overrides);
-  }
 
   async list(tenantId: string, query: { limit?: number; cursor?: string }) {
     const limit = query.limit ?? 50;
@@ -48,7 +37,7 @@ export class MemberService {
     const parsed = parseToken(token.token);
     if (!parsed) throw new Error('issued an unparsable token');
     const row = await withTenant(this.platform.db, tenantId, async (tx) => {
-      const ent = await this.#entitlements(tx, tenantId);
+      const ent = await this.platform.plans.forTenant(tx, tenantId);
       this.platform.plans.requireQuota(ent, 'members', await store.seatUsage(tx));
       const existing = await tx.query(
         `SELECT 1 FROM strata.memberships m JOIN strata.users u ON u.id = m.user_id WHERE u.email = $1`,

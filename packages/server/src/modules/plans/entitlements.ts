@@ -1,5 +1,6 @@
 import type { FeatureName, Plan, PlanOverrides, QuotaName } from '@strata/contract';
-import { AppError } from '../../platform/errors.js';
+import type { Queryable } from '../../platform/db/driver.js';
+import { AppError, errors } from '../../platform/errors.js';
 
 /**
  * The tier logic: what a tenant's plan (with its overrides) allows. Every check in Strata that
@@ -36,6 +37,17 @@ export class PlanCatalog {
       quotas: { ...plan.quotas, ...(overrides.quotas ?? {}) } as Entitlements['quotas'],
       features: { ...plan.features, ...(overrides.features ?? {}) } as Entitlements['features'],
     };
+  }
+
+  /** The entitlements of the tenant in the transaction's context (its plan with its overrides). */
+  async forTenant(tx: Queryable, tenantId: string): Promise<Entitlements> {
+    const { rows } = await tx.query<{ plan_id: string; plan_overrides: PlanOverrides }>(
+      'SELECT plan_id, plan_overrides FROM strata.tenants WHERE id = $1',
+      [tenantId],
+    );
+    const row = rows[0];
+    if (!row) throw errors.notFound('tenant');
+    return this.entitlements(row.plan_id, row.plan_overrides);
   }
 
   /** The cheapest self-serve-or-not plan with the feature, to name in a plan_required error. */

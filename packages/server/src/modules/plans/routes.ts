@@ -3,7 +3,6 @@ import { Features, PlanList, Quotas } from '@strata/contract';
 import type { FastifyInstance } from 'fastify';
 import type { Platform } from '../../platform/context.js';
 import { withTenant } from '../../platform/db/tenant-context.js';
-import { errors } from '../../platform/errors.js';
 import { responses, TenantParams } from '../../platform/http/schema.js';
 
 const Entitlements = Type.Object({ plan: Type.String(), quotas: Quotas, features: Features });
@@ -31,15 +30,7 @@ export function planRoutes(app: FastifyInstance, platform: Platform): void {
     },
     async (request) => {
       const { tenantId } = request.params;
-      const row = await withTenant(platform.db, tenantId, async (tx) => {
-        const r = await tx.query<{ plan_id: string; plan_overrides: object }>(
-          'SELECT plan_id, plan_overrides FROM strata.tenants WHERE id = $1',
-          [tenantId],
-        );
-        return r.rows[0];
-      });
-      if (!row) throw errors.notFound('tenant');
-      const ent = platform.plans.entitlements(row.plan_id, row.plan_overrides);
+      const ent = await withTenant(platform.db, tenantId, (tx) => platform.plans.forTenant(tx, tenantId));
       return { plan: ent.plan.id, quotas: ent.quotas, features: ent.features };
     },
   );
