@@ -52,15 +52,18 @@ export class ConfigError extends Error {
 /** Parses an environment (process.env by default) into a Config, or throws ConfigError listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const raw: Record<string, unknown> = {};
-  for (const key of Object.keys(Env.properties)) {
+  for (const [key, schema] of Object.entries(Env.properties)) {
     const v = env[key];
-    if (v !== undefined && v !== '') raw[key] = v;
+    if (v === undefined || v === '') continue;
+    // Numbers are parsed whole here, not by Value.Convert, which truncates "8.5" to 8 and "1e6" to 1 without a word.
+    const numeric = schema.type === 'integer' || schema.type === 'number';
+    raw[key] = numeric && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
   }
-  const converted = Value.Default(Env, Value.Convert(Env, raw)) as Record<string, unknown>;
+  const converted = Value.Default(Env, raw) as Record<string, unknown>;
   const errors = [...Value.Errors(Env, converted)];
   if (errors.length > 0) {
     throw new ConfigError(
-      errors.map((e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(raw[e.path.slice(1)] ?? null)}: ${e.message}`),
+      errors.map((e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(env[e.path.slice(1)] ?? null)}: ${e.message}`),
     );
   }
   const e = converted as Static<typeof Env>;

@@ -48,16 +48,20 @@ export async function migrate(
   sets: MigrationSet[] = ['control', 'tenant'],
   onApply?: (m: Migration) => void,
 ): Promise<MigrateResult> {
-  await db.exec(`
-    CREATE SCHEMA IF NOT EXISTS strata;
-    CREATE TABLE IF NOT EXISTS strata.schema_migrations (
-      set_name text NOT NULL,
-      version integer NOT NULL,
-      name text NOT NULL,
-      checksum text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now(),
-      PRIMARY KEY (set_name, version)
-    );`);
+  // Under the lock too: concurrent CREATE ... IF NOT EXISTS still collide on the catalogs' unique indexes.
+  await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
+    await tx.exec(`
+      CREATE SCHEMA IF NOT EXISTS strata;
+      CREATE TABLE IF NOT EXISTS strata.schema_migrations (
+        set_name text NOT NULL,
+        version integer NOT NULL,
+        name text NOT NULL,
+        checksum text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (set_name, version)
+      );`);
+  });
   const applied: MigrateResult['applied'] = [];
   for (const set of sets) {
     for (const m of readMigrations(set)) {
