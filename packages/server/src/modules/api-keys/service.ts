@@ -50,7 +50,7 @@ export class ApiKeyService {
     const row = await withTenant(this.platform.db, tenantId, async (tx) => {
       const ent = await this.platform.plans.forTenant(tx, tenantId);
       const used = await tx.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM strata.api_keys WHERE revoked_at IS NULL',
+        'SELECT count(*)::int AS n FROM strata.api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
       );
       this.platform.plans.requireQuota(ent, 'api_keys', used.rows[0]?.n ?? 0);
       const { rows } = await tx.query<ApiKeyRow>(
