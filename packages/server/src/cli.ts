@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createStrata, openDatabase } from './main.js';
+import { createOperatorKey } from './modules/auth/service.js';
 import { migrate } from './platform/db/migrate.js';
 import { createLogger } from './platform/logger.js';
 
@@ -113,7 +114,6 @@ async function main(argv: string[]): Promise<number> {
     if (strata.firstOperatorKey && !values.json) {
       console.error(`First operator key (shown once, keep it safe): ${strata.firstOperatorKey}`);
     }
-    const { createOperatorKey } = await import('./modules/auth/service.js');
     // The CLI runs with the operator's authority on the local installation: it mints a short-lived
     // internal key for its own calls and revokes it when done.
     const internal = await createOperatorKey(strata.platform.db, 'cli (internal, revoked on exit)');
@@ -218,7 +218,6 @@ async function dispatch(
     }
     case 'keys create': {
       if (values.operator) {
-        const { createOperatorKey } = await import('./modules/auth/service.js');
         const key = await createOperatorKey(strata.platform.db, String(values.name ?? 'operator key'));
         print(key, () => `operator key ${key.prefix} created. Secret (shown once):\n${key.token}`);
         return EXIT.ok;

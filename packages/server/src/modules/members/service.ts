@@ -22,12 +22,12 @@ export class MemberService {
     return toPage(rows, limit, (r) => r.user_id, store.toMember);
   }
 
-  /** Creates an invitation and mails its single-use token. `actor` null with operator=true is the operator. */
+  /** Creates an invitation and mails its single-use token; `operator` is true when the operator acts. */
   async invite(
     tenantId: string,
     input: { email: string; role: Role },
     actor: ActorRole,
-    operator = actor === null,
+    operator: boolean,
   ): Promise<Invitation> {
     if (input.role === 'owner' && !isOwnerLevel(actor, operator)) {
       throw new AppError('forbidden', 'Only an owner can invite another owner');

@@ -47,7 +47,7 @@ export class TenantService {
     if (!row) throw new AppError('slug_taken', `The slug "${input.slug}" is already in use`);
     const tenant = store.toTenant(row);
     if (!input.owner_email) return tenant;
-    const invitation = await this.invitations.invite(id, { email: input.owner_email, role: 'owner' }, null);
+    const invitation = await this.invitations.invite(id, { email: input.owner_email, role: 'owner' }, null, true);
     return {
       ...tenant,
       owner_invitation: { id: invitation.id, email: invitation.email, expires_at: invitation.expires_at },
