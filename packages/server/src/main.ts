@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
-import { authPlugin } from './modules/auth/plugin.js';
+import { type AccessRule, authPlugin } from './modules/auth/plugin.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { AuthService, countOperatorKeys, createOperatorKey } from './modules/auth/service.js';
 import { memberRoutes } from './modules/members/routes.js';
@@ -33,8 +33,8 @@ export interface Strata {
   services: { tenants: TenantService; members: MemberService; auth: AuthService; apiKeys: ApiKeyService };
   /** Set when this boot created the first operator key: the only time its secret is shown. */
   firstOperatorKey: string | undefined;
-  /** Every registered route, as registered (the OpenAPI test checks each is documented). */
-  routes: { method: string; url: string; hidden: boolean }[];
+  /** Every registered route with its access rule (tests check each is documented and guarded as declared). */
+  routes: { method: string; url: string; hidden: boolean; access: AccessRule }[];
   close(): Promise<void>;
 }
 
@@ -87,10 +87,12 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   app.removeContentTypeParser('text/plain');
   installValidators(app);
   installProblemHandlers(app);
-  const routes: { method: string; url: string; hidden: boolean }[] = [];
+  const routes: Strata['routes'] = [];
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) {
-      if (method !== 'HEAD') routes.push({ method, url: r.url, hidden: Boolean(r.schema?.hide) });
+      if (method !== 'HEAD') {
+        routes.push({ method, url: r.url, hidden: Boolean(r.schema?.hide), access: (r.config ?? {}) as AccessRule });
+      }
     }
   });
   await app.register(swagger, {

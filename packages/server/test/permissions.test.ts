@@ -12,16 +12,10 @@ import {
   type Role,
   SCOPE_PERMISSIONS,
 } from '@strata/contract';
-import Fastify, { type LightMyRequestResponse } from 'fastify';
+import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Strata } from '../src/main.js';
-import { apiKeyRoutes } from '../src/modules/api-keys/routes.js';
 import type { AccessRule } from '../src/modules/auth/plugin.js';
-import { authRoutes } from '../src/modules/auth/routes.js';
-import { memberRoutes } from '../src/modules/members/routes.js';
-import { planRoutes } from '../src/modules/plans/routes.js';
-import { tenantRoutes } from '../src/modules/tenants/routes.js';
-import { healthRoutes } from '../src/platform/http/health.js';
 import { createTenant, type Harness, startHarness, type TestTenant, tokenFromMail } from './harness.js';
 import { exampleFor } from './openapi-examples.js';
 
@@ -111,29 +105,9 @@ interface RouteAccess {
 
 const keyOf = (method: string, url: string) => `${method} ${url}`;
 
-/**
- * Fastify's findRoute() and printRoutes() do not expose a route's config, so the access rules are read by
- * registering the app's own route modules (with its live services) on a bare instance and recording each route's
- * config. The test then checks that this is exactly the set of routes the running app serves and documents, so a
- * route module added to main.ts but not here fails instead of going unchecked.
- */
+/** The access rule of every route, as the running app registered it: routes added later are covered too. */
 function accessRules(strata: Strata): Map<string, RouteAccess> {
-  const recorder = Fastify();
-  const found = new Map<string, RouteAccess>();
-  recorder.addHook('onRoute', (r) => {
-    for (const method of [r.method].flat()) {
-      if (method === 'HEAD') continue;
-      found.set(keyOf(method, r.url), { method, url: r.url, rule: (r.config ?? {}) as AccessRule });
-    }
-  });
-  const { platform, services } = strata;
-  healthRoutes(recorder, platform);
-  planRoutes(recorder, platform);
-  tenantRoutes(recorder, services.tenants);
-  memberRoutes(recorder, services.members);
-  apiKeyRoutes(recorder, services.apiKeys);
-  authRoutes(recorder, services.auth, services.members);
-  return found;
+  return new Map(strata.routes.map((r) => [keyOf(r.method, r.url), { method: r.method, url: r.url, rule: r.access }]));
 }
 
 type OpenApiDoc = {
@@ -174,11 +148,8 @@ function needOf(rule: AccessRule): string {
 }
 
 describe('the route table', () => {
-  it('is exactly the routes the running app serves', () => {
-    const served = new Set(h.strata.routes.map((r) => keyOf(r.method, r.url)));
-    expect(served.size).toBeGreaterThan(20);
-    expect([...rules.keys()].sort()).toEqual([...served].sort());
-    // and the OpenAPI document lists each of them but the hidden ones
+  it('the OpenAPI document lists every route the running app serves, but the hidden ones', () => {
+    expect(rules.size).toBeGreaterThan(20);
     const documented = operations().map((o) => keyOf(o.method, o.url));
     const visible = h.strata.routes.filter((r) => !r.hidden).map((r) => keyOf(r.method, r.url));
     expect(documented.sort()).toEqual([...new Set(visible)].sort());
