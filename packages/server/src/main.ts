@@ -8,6 +8,8 @@ import { ApiKeyService } from './modules/api-keys/service.js';
 import { type AccessRule, authPlugin } from './modules/auth/plugin.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { AuthService, countOperatorKeys, createOperatorKey } from './modules/auth/service.js';
+import { collectionRoutes } from './modules/collections/routes.js';
+import { CollectionService } from './modules/collections/service.js';
 import { memberRoutes } from './modules/members/routes.js';
 import { MemberService } from './modules/members/service.js';
 import { loadPlans, syncPlans } from './modules/plans/catalog.js';
@@ -30,7 +32,13 @@ import { outboxMailer } from './platform/mail.js';
 export interface Strata {
   app: FastifyInstance;
   platform: Platform;
-  services: { tenants: TenantService; members: MemberService; auth: AuthService; apiKeys: ApiKeyService };
+  services: {
+    tenants: TenantService;
+    members: MemberService;
+    auth: AuthService;
+    apiKeys: ApiKeyService;
+    collections: CollectionService;
+  };
   /** Set when this boot created the first operator key: the only time its secret is shown. */
   firstOperatorKey: string | undefined;
   /** Every registered route with its access rule (tests check each is documented and guarded as declared). */
@@ -68,6 +76,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const tenants = new TenantService(platform, members);
   const auth = new AuthService(platform);
   const apiKeys = new ApiKeyService(platform);
+  const collections = new CollectionService(platform);
 
   // http
   const app: FastifyInstance = Fastify({
@@ -109,6 +118,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   memberRoutes(app, members);
   apiKeyRoutes(app, apiKeys);
   authRoutes(app, auth, members);
+  collectionRoutes(app, collections);
   await app.ready();
 
   const purgeTimer = setInterval(() => {
@@ -119,7 +129,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   return {
     app,
     platform,
-    services: { tenants, members, auth, apiKeys },
+    services: { tenants, members, auth, apiKeys, collections },
     firstOperatorKey,
     routes,
     async close() {

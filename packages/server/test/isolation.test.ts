@@ -145,6 +145,8 @@ describe("tenant A's credentials on tenant B's paths", () => {
       userId: b.userIds.viewer as string,
       keyId: bKey,
       invitationId: bInvite.json().id,
+      collection: (await h.call(b.adminKey, 'POST', `/v1/tenants/${b.id}/collections`, { name: 'b_private' })).json()
+        .name,
     };
     const tables = await tenantTables();
     const snapshot = async () =>

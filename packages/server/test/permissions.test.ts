@@ -218,6 +218,11 @@ function fixtures(t: TestTenant) {
       );
       return { id: r.json().id, secret: r.json().secret };
     },
+    async collection(): Promise<string> {
+      const name = `c${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+      await ok(h.call(op(), 'POST', `/v1/tenants/${t.id}/collections`, { name }), 'create collection');
+      return name;
+    },
     async invitation(): Promise<string> {
       const email = `${fresh('invitee')}@${t.slug}.test`;
       const r = await ok(h.call(op(), 'POST', `/v1/tenants/${t.id}/invitations`, { email, role: 'viewer' }), 'invite');
@@ -314,6 +319,7 @@ describe('permission matrix', () => {
           userId: () => make.member(),
           keyId: async () => (await make.key()).id,
           invitationId: () => make.invitation(),
+          collection: () => make.collection(),
         };
         let url = op.url;
         for (const [, name] of op.url.matchAll(/:(\w+)/g)) {
@@ -372,6 +378,7 @@ describe('refusals', () => {
       userId: a.userIds.viewer as string,
       keyId: (await make.key()).id,
       invitationId: await make.invitation(),
+      collection: await make.collection(),
     };
   });
 

@@ -7,6 +7,9 @@ import { newId } from '../../platform/ids.js';
 import type { MemberService } from '../members/service.js';
 import * as store from './store.js';
 
+/** Every tenant data table, children first: what purging a tenant removes from its datastore. */
+const TENANT_DATA_TABLES = ['strata_data.collections', 'strata_data.tenant_sequences'] as const;
+
 export class TenantService {
   constructor(
     private readonly platform: Platform,
@@ -117,7 +120,9 @@ export class TenantService {
       return rows.map((r) => r.id);
     });
     for (const id of due) {
-      await withTenant(this.platform.db, id, (tx) => tx.query('DELETE FROM strata_data.tenant_sequences'));
+      await withTenant(this.platform.db, id, async (tx) => {
+        for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
+      });
     }
     const purged = await withSystem(this.platform.db, (tx) => store.purgeDue(tx, now));
     if (purged.length > 0) this.platform.log.info({ type: 'tenants.purged', tenant_ids: purged }, 'purged tenants');
