@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TENANT_DATA_TABLES } from '../src/modules/tenants/service.js';
 import { openPostgres } from '../src/platform/db/pg-driver.js';
 import { APP_ROLE, withTenant } from '../src/platform/db/tenant-context.js';
 import { createTenant, type Harness, startHarness, type TestTenant } from './harness.js';
@@ -76,6 +77,11 @@ describe('isolation enforced by the database', () => {
     } finally {
       if (one !== h.db) await one.close();
     }
+  });
+
+  it("purge's list of tenant data tables is every tenant table of the data schema", async () => {
+    const dataTables = (await tenantTables()).filter((t) => t.startsWith('strata_data.'));
+    expect([...TENANT_DATA_TABLES].sort()).toEqual(dataTables.sort());
   });
 
   it('refuses writes of another tenant_id under a tenant context', async () => {

@@ -88,9 +88,10 @@ export const authPlugin = fp(async (app: FastifyInstance, platform: Platform) =>
     if (!principal) throw errors.unauthenticated('The credential is unknown, revoked or expired');
     request.principal = principal;
     request.log = request.log.child({ principal: `${principal.kind}:${principal.id}` });
-    if (rule.operator && principal.kind !== 'operator') {
-      // Operator routes answer 404 to other credentials unless they are tenant paths handled below.
-      if (rule.permission === undefined) throw new AppError('forbidden', 'This route needs an operator key');
+    // Operator-only routes without a tenant in the path refuse other credentials here. Those with a tenant are
+    // refused after the tenant check below, so another tenant's credential still gets 404, not 403.
+    if (rule.operator && !rule.permission && principal.kind !== 'operator') {
+      throw new AppError('forbidden', 'This route needs an operator key');
     }
   });
 

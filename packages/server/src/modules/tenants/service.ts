@@ -8,7 +8,7 @@ import type { MemberService } from '../members/service.js';
 import * as store from './store.js';
 
 /** Every tenant data table, children first: what purging a tenant removes from its datastore. */
-const TENANT_DATA_TABLES = ['strata_data.collections', 'strata_data.tenant_sequences'] as const;
+export const TENANT_DATA_TABLES = ['strata_data.collections', 'strata_data.tenant_sequences'] as const;
 
 export class TenantService {
   constructor(
