@@ -18,6 +18,8 @@ const Env = Type.Object({
   STRATA_PLANS_FILE: Type.Optional(Type.String()),
   STRATA_REGIONS: Type.String({ default: 'local', pattern: '^[a-z0-9-]{1,32}(,[a-z0-9-]{1,32})*$' }),
   STRATA_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+  STRATA_MAX_DOCUMENT_BYTES: Type.Integer({ minimum: 64, default: 524_288 }),
+  STRATA_SSE_HEARTBEAT_SECONDS: Type.Number({ minimum: 0.05, default: 15 }),
   STRATA_PURGE_GRACE_HOURS: Type.Number({ minimum: 0, default: 720 }),
   STRATA_INVITATION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 168 }),
   STRATA_SESSION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 24 }),
@@ -36,6 +38,8 @@ export interface Config {
   regions: string[];
   defaultRegion: string;
   bodyLimitBytes: number;
+  maxDocumentBytes: number;
+  sseHeartbeatSeconds: number;
   purgeGraceHours: number;
   invitationTtlHours: number;
   sessionTtlHours: number;
@@ -80,6 +84,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     regions,
     defaultRegion: regions[0] as string,
     bodyLimitBytes: e.STRATA_BODY_LIMIT_BYTES,
+    maxDocumentBytes: e.STRATA_MAX_DOCUMENT_BYTES,
+    sseHeartbeatSeconds: e.STRATA_SSE_HEARTBEAT_SECONDS,
     purgeGraceHours: e.STRATA_PURGE_GRACE_HOURS,
     invitationTtlHours: e.STRATA_INVITATION_TTL_HOURS,
     sessionTtlHours: e.STRATA_SESSION_TTL_HOURS,

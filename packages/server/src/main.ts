@@ -8,8 +8,14 @@ import { ApiKeyService } from './modules/api-keys/service.js';
 import { type AccessRule, authPlugin } from './modules/auth/plugin.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { AuthService, countOperatorKeys, createOperatorKey } from './modules/auth/service.js';
+import { ChangeNotifier } from './modules/changes/notifier.js';
+import { changeRoutes } from './modules/changes/routes.js';
+import { ChangeService } from './modules/changes/service.js';
+import { IndexManager } from './modules/collections/indexes.js';
 import { collectionRoutes } from './modules/collections/routes.js';
 import { CollectionService } from './modules/collections/service.js';
+import { documentRoutes } from './modules/documents/routes.js';
+import { DocumentService } from './modules/documents/service.js';
 import { memberRoutes } from './modules/members/routes.js';
 import { MemberService } from './modules/members/service.js';
 import { loadPlans, syncPlans } from './modules/plans/catalog.js';
@@ -38,6 +44,8 @@ export interface Strata {
     auth: AuthService;
     apiKeys: ApiKeyService;
     collections: CollectionService;
+    documents: DocumentService;
+    changes: ChangeService;
   };
   /** Set when this boot created the first operator key: the only time its secret is shown. */
   firstOperatorKey: string | undefined;
@@ -76,7 +84,11 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const tenants = new TenantService(platform, members);
   const auth = new AuthService(platform);
   const apiKeys = new ApiKeyService(platform);
-  const collections = new CollectionService(platform);
+  const notifier = new ChangeNotifier();
+  const indexes = new IndexManager(db, log);
+  const collections = new CollectionService(platform, notifier, indexes);
+  const documents = new DocumentService(platform, notifier, indexes);
+  const changes = new ChangeService(platform, documents);
 
   // http
   const app: FastifyInstance = Fastify({
@@ -119,6 +131,8 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   apiKeyRoutes(app, apiKeys);
   authRoutes(app, auth, members);
   collectionRoutes(app, collections);
+  documentRoutes(app, documents);
+  changeRoutes(app, platform, changes, notifier);
   await app.ready();
 
   const purgeTimer = setInterval(() => {
@@ -129,7 +143,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   return {
     app,
     platform,
-    services: { tenants, members, auth, apiKeys, collections },
+    services: { tenants, members, auth, apiKeys, collections, documents, changes },
     firstOperatorKey,
     routes,
     async close() {

@@ -29,6 +29,8 @@ describe('loadConfig', () => {
       regions: ['local'],
       defaultRegion: 'local',
       bodyLimitBytes: 1_048_576,
+      maxDocumentBytes: 524_288,
+      sseHeartbeatSeconds: 15,
       purgeGraceHours: 720,
       invitationTtlHours: 168,
       sessionTtlHours: 24,

@@ -62,6 +62,7 @@ export interface Harness {
     method: InjectOptions['method'],
     url: string,
     body?: unknown,
+    headers?: Record<string, string>,
   ): Promise<LightMyRequestResponse>;
   /** Mail written to the outbox so far, oldest first. */
   mail(): { to: string; subject: string; text: string }[];
@@ -80,13 +81,14 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     db,
     url,
     operatorToken,
-    call(token, method, url, body) {
+    call(token, method, url, body, headers = {}) {
       return strata.app.inject({
         method,
         url,
         headers: {
           ...(token ? { authorization: `Bearer ${token}` } : {}),
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...headers,
         },
         ...(body !== undefined ? { payload: JSON.stringify(body) } : {}),
       });

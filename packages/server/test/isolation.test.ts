@@ -153,7 +153,15 @@ describe("tenant A's credentials on tenant B's paths", () => {
       invitationId: bInvite.json().id,
       collection: (await h.call(b.adminKey, 'POST', `/v1/tenants/${b.id}/collections`, { name: 'b_private' })).json()
         .name,
+      id: (
+        await h.call(b.adminKey, 'POST', `/v1/tenants/${b.id}/collections/b_private/documents`, { data: { s: 1 } })
+      ).json().id,
+      index: 'b_index',
     };
+    await h.call(b.adminKey, 'POST', `/v1/tenants/${b.id}/collections/b_private/indexes`, {
+      name: 'b_index',
+      path: 's',
+    });
     const tables = await tenantTables();
     const snapshot = async () =>
       withTenant(h.db, b.id, async (tx) => {

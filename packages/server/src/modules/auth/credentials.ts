@@ -1,4 +1,4 @@
-import type { ApiKeyScope, Permission, Role } from '@strata/contract';
+import type { ApiKeyScope, Permission, PlanOverrides, Role } from '@strata/contract';
 import type { Queryable } from '../../platform/db/driver.js';
 import { parseToken, secretMatches } from '../../platform/tokens.js';
 
@@ -12,6 +12,8 @@ export interface TenantAccess {
   tenantId: string;
   role: Role | null;
   permissions: ReadonlySet<Permission>;
+  /** The tenant's plan and overrides, loaded with the access check so data routes need no second lookup. */
+  plan: { id: string; overrides: PlanOverrides };
 }
 
 interface CredentialRow {

@@ -1,4 +1,11 @@
-import { PERMISSIONS, type Permission, permissionsOfRole, permissionsOfScopes, type Role } from '@strata/contract';
+import {
+  PERMISSIONS,
+  type Permission,
+  type PlanOverrides,
+  permissionsOfRole,
+  permissionsOfScopes,
+  type Role,
+} from '@strata/contract';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Platform } from '../../platform/context.js';
@@ -41,7 +48,10 @@ export function requireAccess(request: FastifyRequest): TenantAccess {
 
 async function authorizeTenant(platform: Platform, principal: Principal, tenantId: string): Promise<TenantAccess> {
   const found = await withSystem(platform.db, async (tx) => {
-    const t = await tx.query<{ status: string }>('SELECT status FROM strata.tenants WHERE id = $1', [tenantId]);
+    const t = await tx.query<{ status: string; plan_id: string; plan_overrides: PlanOverrides }>(
+      'SELECT status, plan_id, plan_overrides FROM strata.tenants WHERE id = $1',
+      [tenantId],
+    );
     const tenant = t.rows[0];
     if (!tenant) return undefined;
     let role: Role | null = null;
@@ -52,19 +62,20 @@ async function authorizeTenant(platform: Platform, principal: Principal, tenantI
       );
       role = m.rows[0]?.role ?? null;
     }
-    return { status: tenant.status, role };
+    return { status: tenant.status, role, plan: { id: tenant.plan_id, overrides: tenant.plan_overrides } };
   });
   // Not found, deleted, or not this credential's tenant: all look the same (no existence oracle).
   const notFound = () => errors.notFound('tenant');
   if (!found) throw notFound();
-  if (principal.kind === 'operator') return { tenantId, role: null, permissions: ALL };
+  if (principal.kind === 'operator') return { tenantId, role: null, permissions: ALL, plan: found.plan };
   if (found.status === 'deleted') throw notFound();
   if (principal.kind === 'api_key' && principal.tenantId !== tenantId) throw notFound();
   if (principal.kind === 'user' && !found.role) throw notFound();
   if (found.status === 'suspended')
     throw new AppError('tenant_suspended', 'The tenant is suspended; contact the operator');
-  if (principal.kind === 'api_key') return { tenantId, role: null, permissions: permissionsOfScopes(principal.scopes) };
-  return { tenantId, role: found.role, permissions: permissionsOfRole(found.role as Role) };
+  if (principal.kind === 'api_key')
+    return { tenantId, role: null, permissions: permissionsOfScopes(principal.scopes), plan: found.plan };
+  return { tenantId, role: found.role, permissions: permissionsOfRole(found.role as Role), plan: found.plan };
 }
 
 function bearerOf(request: FastifyRequest): string | undefined {

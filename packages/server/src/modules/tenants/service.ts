@@ -8,7 +8,14 @@ import type { MemberService } from '../members/service.js';
 import * as store from './store.js';
 
 /** Every tenant data table, children first: what purging a tenant removes from its datastore. */
-export const TENANT_DATA_TABLES = ['strata_data.collections', 'strata_data.tenant_sequences'] as const;
+// In delete order (documents before the collections they reference).
+export const TENANT_DATA_TABLES = [
+  'strata_data.changes',
+  'strata_data.idempotency',
+  'strata_data.documents',
+  'strata_data.collections',
+  'strata_data.tenant_sequences',
+] as const;
 
 export class TenantService {
   constructor(

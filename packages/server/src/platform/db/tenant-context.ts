@@ -26,6 +26,23 @@ export function withTenant<T>(db: Database, tenantId: string, fn: (tx: Queryable
   );
 }
 
+/**
+ * A tenant write: withTenant plus, in the same round trip, the lock on the tenant's row in
+ * strata_data.tenant_sequences. Holding it for the whole transaction makes a tenant's writes commit
+ * one at a time, so change sequence numbers are gapless and in commit order, and every writer takes
+ * its locks in the same order (sequence row first, then documents): no deadlocks between writers.
+ */
+export function withTenantWrite<T>(db: Database, tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  if (!isUuid(tenantId)) throw new AppError('not_found', 'The tenant does not exist');
+  const id = tenantId.toLowerCase();
+  return db.transaction(
+    fn,
+    `SET LOCAL ROLE ${APP_ROLE}; SELECT set_config('strata.tenant_id', '${id}', true);
+     INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ('${id}') ON CONFLICT (tenant_id) DO NOTHING;
+     SELECT 1 FROM strata_data.tenant_sequences WHERE tenant_id = '${id}' FOR UPDATE;`,
+  );
+}
+
 /** Control-plane work that is not about one tenant (resolving a credential, listing tenants for the operator). */
 export function withSystem<T>(db: Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   return db.transaction(fn, `SET LOCAL ROLE ${SYSTEM_ROLE}; SELECT set_config('strata.tenant_id', '', true);`);

@@ -1,0 +1,308 @@
+import type { Platform } from '../../platform/context.js';
+import type { Queryable } from '../../platform/db/driver.js';
+import { withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
+import { AppError, errors } from '../../platform/errors.js';
+import { newId } from '../../platform/ids.js';
+import type { TenantAccess } from '../auth/credentials.js';
+import type { ChangeNotifier } from '../changes/notifier.js';
+import type { IndexManager } from '../collections/indexes.js';
+import { fingerprint, recall, remember } from './idempotency.js';
+import {
+  checkFields,
+  compileFilter,
+  compileSort,
+  decodeQueryCursor,
+  encodeQueryCursor,
+  Params,
+  project,
+  queryFingerprint,
+} from './query.js';
+import {
+  applyWrite,
+  type Document,
+  type DocumentRow,
+  type Preconditions,
+  toDocument,
+  type VectorMetric,
+  type VectorSettings,
+  type WriteContext,
+  type WriteOp,
+  type WriteResult,
+} from './write.js';
+
+export interface SearchInput {
+  vector: number[];
+  k?: number;
+  metric?: VectorMetric;
+  filter?: unknown;
+  fields?: unknown;
+  /** Skip the approximate index and compute every distance (the path datastores without pgvector always take). */
+  exact?: boolean;
+}
+
+const PGVECTOR_OP: Record<VectorMetric, string> = { cosine: '<=>', l2: '<->', inner_product: '<#>' };
+const EXACT_FN: Record<VectorMetric, string> = {
+  cosine: 'strata_data.cosine_distance',
+  l2: 'strata_data.l2_distance',
+  inner_product: 'strata_data.negative_inner_product',
+};
+
+export interface QueryInput {
+  filter?: unknown;
+  sort?: unknown;
+  fields?: unknown;
+  limit?: number;
+  cursor?: string;
+  count?: boolean;
+}
+
+export interface QueryResult {
+  data: Document[];
+  next_cursor: string | null;
+  count?: number;
+}
+
+export interface BatchOperation {
+  op: 'create' | 'put' | 'patch' | 'delete';
+  collection: string;
+  id?: string;
+  data?: Record<string, unknown>;
+  if_version?: number;
+}
+
+export interface Checkpoint {
+  epoch: number;
+  seq: number;
+}
+
+export class DocumentService {
+  constructor(
+    private readonly platform: Platform,
+    private readonly notifier: ChangeNotifier,
+    private readonly indexes: IndexManager,
+  ) {}
+
+  #context(access: TenantAccess, origin?: WriteContext['origin']): WriteContext {
+    return {
+      tenantId: access.tenantId,
+      ent: this.platform.plans.entitlements(access.plan.id, access.plan.overrides),
+      plans: this.platform.plans,
+      maxDocumentBytes: this.platform.config.maxDocumentBytes,
+      ...(origin ? { origin } : {}),
+    };
+  }
+
+  /** Runs writes in one tenant-write transaction and wakes change streams once it has committed. */
+  async write<T extends { seq?: number }>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const result = await withTenantWrite(this.platform.db, tenantId, fn);
+    if (result.seq) this.notifier.notify(tenantId, result.seq);
+    return result;
+  }
+
+  async #single(access: TenantAccess, op: WriteOp, pre: Preconditions = {}): Promise<WriteResult> {
+    const ctx = this.#context(access);
+    return this.write(access.tenantId, (tx) => applyWrite(tx, ctx, op, pre));
+  }
+
+  /** POST: creates with a server id unless one is given. With an Idempotency-Key a retry returns the first response. */
+  async create(
+    access: TenantAccess,
+    collection: string,
+    input: { id?: string; data: Record<string, unknown> },
+    idempotencyKey?: string,
+  ): Promise<{ status: number; document: Document; replayed: boolean }> {
+    const ctx = this.#context(access);
+    const print = fingerprint(['create', collection, input]);
+    const id = input.id ?? newId();
+    const out = await this.write(access.tenantId, async (tx) => {
+      if (idempotencyKey) {
+        const before = await recall(tx, 'http', 'http', idempotencyKey, print);
+        if (before) return { replayed: before, seq: 0 };
+      }
+      const result = await applyWrite(tx, ctx, { op: 'create', collection, id, data: input.data });
+      if (idempotencyKey) {
+        await remember(tx, access.tenantId, 'http', idempotencyKey, print, { status: 201, response: result.document });
+      }
+      return { result, seq: result.seq };
+    });
+    if ('replayed' in out && out.replayed) {
+      return { status: out.replayed.status, document: out.replayed.response as Document, replayed: true };
+    }
+    return { status: 201, document: (out as { result: WriteResult }).result.document, replayed: false };
+  }
+
+  async get(tenantId: string, collection: string, id: string): Promise<Document> {
+    const row = await withTenant(this.platform.db, tenantId, async (tx) => {
+      const r = await tx.query<DocumentRow>(
+        `SELECT id, collection, version, deleted, body, created_at, updated_at
+           FROM strata_data.documents WHERE collection = $1 AND id = $2 AND NOT deleted`,
+        [collection, id],
+      );
+      return r.rows[0];
+    });
+    if (!row) throw errors.notFound('document');
+    return toDocument(row);
+  }
+
+  put(access: TenantAccess, collection: string, id: string, data: Record<string, unknown>, ifMatch?: number | '*') {
+    return this.#single(access, { op: 'put', collection, id, data }, ifMatch === undefined ? {} : { ifMatch });
+  }
+
+  patch(access: TenantAccess, collection: string, id: string, patch: unknown, ifMatch?: number | '*') {
+    return this.#single(access, { op: 'patch', collection, id, patch }, ifMatch === undefined ? {} : { ifMatch });
+  }
+
+  remove(access: TenantAccess, collection: string, id: string, ifMatch?: number | '*') {
+    return this.#single(access, { op: 'delete', collection, id }, ifMatch === undefined ? {} : { ifMatch });
+  }
+
+  /** All or nothing: the first operation that fails rolls back the batch and is named in the error. */
+  async batch(
+    access: TenantAccess,
+    operations: BatchOperation[],
+  ): Promise<{ results: { op: string; document: Document }[]; checkpoint: Checkpoint }> {
+    const ctx = this.#context(access);
+    return this.write(access.tenantId, async (tx) => {
+      const results: { op: string; document: Document }[] = [];
+      let last: WriteResult | undefined;
+      for (const [index, o] of operations.entries()) {
+        const id = o.id ?? (o.op === 'create' ? newId() : undefined);
+        try {
+          if (!id) throw new AppError('validation_failed', `operations/${index}/id is required for ${o.op}`);
+          const op: WriteOp =
+            o.op === 'patch'
+              ? { op: 'patch', collection: o.collection, id, patch: o.data ?? {} }
+              : o.op === 'delete'
+                ? { op: 'delete', collection: o.collection, id }
+                : { op: o.op, collection: o.collection, id, data: o.data };
+          last = await applyWrite(tx, ctx, op, o.if_version === undefined ? {} : { ifMatch: o.if_version });
+          results.push({ op: o.op, document: last.document });
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          throw new AppError('batch_failed', `Operation ${index} (${o.op}) failed: ${err.message}`, {
+            index,
+            error: { code: err.code, status: err.status, detail: err.message, ...err.extra },
+          });
+        }
+      }
+      const checkpoint = last ? { epoch: last.epoch, seq: last.seq } : await readCheckpoint(tx);
+      return { results, checkpoint, seq: last?.seq };
+    });
+  }
+
+  async query(tenantId: string, collection: string, input: QueryInput): Promise<QueryResult> {
+    const p = new Params();
+    const c = p.add(collection);
+    const where = compileFilter(p, input.filter);
+    const sort = compileSort(p, input.sort);
+    const fields = checkFields(input.fields);
+    const print = queryFingerprint(collection, input.filter, input.sort);
+    const position = decodeQueryCursor(input.cursor, print, sort.select.length);
+    const limit = input.limit ?? 50;
+    const base = `d.tenant_id = ${p.add(tenantId)}::uuid AND d.collection = ${c} AND NOT d.deleted AND ${where}`;
+    const countParams = [...p.values];
+    const keyset = position ? ` AND ${sort.after(p, position)}` : '';
+    const sql = `SELECT d.id, d.collection, d.version, d.deleted, d.body, d.created_at, d.updated_at, ${sort.select.join(', ')}
+                   FROM strata_data.documents d
+                  WHERE ${base}${keyset}
+                  ORDER BY ${sort.orderBy}
+                  LIMIT ${p.add(limit + 1)}`;
+    const { rows, count, exists } = await withTenant(this.platform.db, tenantId, async (tx) => {
+      const r = await tx.query<DocumentRow & Record<string, unknown>>(sql, p.values);
+      const n = input.count
+        ? (
+            await tx.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM strata_data.documents d WHERE ${base}`,
+              countParams,
+            )
+          ).rows[0]?.n
+        : undefined;
+      const found =
+        r.rows.length > 0 ||
+        (await tx.query('SELECT 1 FROM strata_data.collections WHERE name = $1', [collection])).rows.length > 0;
+      return { rows: r.rows, count: n, exists: found };
+    });
+    if (!exists) throw errors.notFound('collection');
+    const more = rows.length > limit;
+    const pageRows = more ? rows.slice(0, limit) : rows;
+    const last = pageRows[pageRows.length - 1];
+    const data = pageRows.map((r) => {
+      const doc = toDocument(r);
+      return fields && doc.data ? { ...doc, data: project(doc.data, fields) } : doc;
+    });
+    const nextCursor =
+      more && last
+        ? encodeQueryCursor(
+            sort.select.map((_, i) => last[`s${i}`]),
+            print,
+          )
+        : null;
+    return { data, next_cursor: nextCursor, ...(count === undefined ? {} : { count }) };
+  }
+
+  /** Nearest neighbours by the collection's vector field: HNSW through pgvector where present, exact SQL otherwise. */
+  async search(
+    tenantId: string,
+    collection: string,
+    input: SearchInput,
+  ): Promise<{ data: { distance: number; document: Document }[]; exact: boolean }> {
+    const fields = checkFields(input.fields);
+    const k = input.k ?? 10;
+    const pgvector = !input.exact && (await this.indexes.hasPgvector());
+    return withTenant(this.platform.db, tenantId, async (tx) => {
+      const found = await tx.query<{ settings: { vector?: VectorSettings } }>(
+        'SELECT settings FROM strata_data.collections WHERE name = $1',
+        [collection],
+      );
+      const row = found.rows[0];
+      if (!row) throw errors.notFound('collection');
+      const vector = row.settings?.vector;
+      if (!vector) throw new AppError('bad_request', `The collection "${collection}" declares no vector field`);
+      if (input.vector.length !== vector.dimensions) {
+        throw new AppError('validation_failed', `vector must have ${vector.dimensions} numbers`, {
+          errors: [{ path: 'body/vector', message: `must have ${vector.dimensions} items` }],
+        });
+      }
+      const metric = input.metric ?? vector.metric;
+      const p = new Params();
+      const base = `d.tenant_id = ${p.add(tenantId)}::uuid AND d.collection = ${p.add(collection)} AND NOT d.deleted
+                    AND d.embedding IS NOT NULL AND ${compileFilter(p, input.filter)}`;
+      const dims = Number(vector.dimensions);
+      let distance: string;
+      if (pgvector) {
+        // Iterative scans keep returning neighbours until k rows pass the filter (pgvector 0.8).
+        await tx.query(
+          "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), set_config('hnsw.ef_search', $1, true)",
+          [String(Math.max(40, k * 2))],
+        );
+        distance = `(d.embedding::vector(${dims}) ${PGVECTOR_OP[metric]} ${p.add(JSON.stringify(input.vector))}::vector(${dims}))`;
+      } else {
+        distance = `${EXACT_FN[metric]}(d.embedding, ${p.add(input.vector)}::double precision[])`;
+      }
+      const r = await tx.query<DocumentRow & { distance: number }>(
+        `SELECT d.id, d.collection, d.version, d.deleted, d.body, d.created_at, d.updated_at, ${distance} AS distance
+           FROM strata_data.documents d WHERE ${base}
+          ORDER BY ${distance}${pgvector ? '' : ', d.id'} LIMIT ${p.add(k)}`,
+        p.values,
+      );
+      return {
+        exact: !pgvector,
+        data: r.rows.map((x) => {
+          const doc = toDocument(x);
+          return {
+            distance: Number(x.distance),
+            document: fields && doc.data ? { ...doc, data: project(doc.data, fields) } : doc,
+          };
+        }),
+      };
+    });
+  }
+}
+
+export async function readCheckpoint(tx: Queryable): Promise<Checkpoint> {
+  const { rows } = await tx.query<{ epoch: number; last_seq: number }>(
+    'SELECT epoch, last_seq FROM strata_data.tenant_sequences',
+  );
+  const row = rows[0];
+  return { epoch: row?.epoch ?? 1, seq: Number(row?.last_seq ?? 0) };
+}
