@@ -81,11 +81,11 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
 
   // modules
   const members = new MemberService(platform);
-  const tenants = new TenantService(platform, members);
+  const indexes = new IndexManager(db, log);
+  const tenants = new TenantService(platform, members, indexes);
   const auth = new AuthService(platform);
   const apiKeys = new ApiKeyService(platform);
   const notifier = new ChangeNotifier();
-  const indexes = new IndexManager(db, log);
   const collections = new CollectionService(platform, notifier, indexes);
   const documents = new DocumentService(platform, notifier, indexes);
   const changes = new ChangeService(platform, documents);

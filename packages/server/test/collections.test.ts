@@ -70,13 +70,30 @@ describe('collections', () => {
     expect((await h.call(t.sessions.owner, 'GET', base)).json().data).toHaveLength(10);
   });
 
-  it("is removed with the tenant's data when the tenant is purged", async () => {
+  it("is removed with the tenant's data, documents, change feed and indexes when the tenant is purged", async () => {
     const t = await createTenant(h);
-    await h.call(t.adminKey, 'POST', `/v1/tenants/${t.id}/collections`, { name: 'doomed' });
+    const base = `/v1/tenants/${t.id}/collections`;
+    await h.call(t.adminKey, 'POST', base, { name: 'doomed', vector: { field: 'e', dimensions: 2 } });
+    expect((await h.call(t.adminKey, 'POST', `${base}/doomed/indexes`, { name: 'by_k', path: 'k' })).statusCode).toBe(
+      201,
+    );
+    await h.call(t.adminKey, 'POST', `${base}/doomed/documents`, { data: { k: 1, e: [1, 2] } });
+    const indexesOf = async () =>
+      (
+        await h.db.query<{ indexname: string }>(
+          "SELECT indexname FROM pg_indexes WHERE schemaname = 'strata_data' AND strpos(indexdef, $1) > 0",
+          [t.id],
+        )
+      ).rows.map((r) => r.indexname);
+    expect((await indexesOf()).length).toBeGreaterThanOrEqual(1);
+
     await h.call(h.operatorToken, 'DELETE', `/v1/tenants/${t.id}`);
     const later = new Date(Date.now() + (h.config.purgeGraceHours + 1) * 3600_000);
     expect(await h.strata.services.tenants.purgeDue(later)).toContain(t.id);
-    const left = await withTenant(h.db, t.id, (tx) => tx.query('SELECT name FROM strata_data.collections'));
-    expect(left.rows).toEqual([]);
+    for (const table of ['collections', 'documents', 'changes', 'tenant_sequences']) {
+      const left = await withTenant(h.db, t.id, (tx) => tx.query(`SELECT * FROM strata_data.${table}`));
+      expect(left.rows, table).toEqual([]);
+    }
+    expect(await indexesOf()).toEqual([]);
   });
 });

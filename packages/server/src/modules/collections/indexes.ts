@@ -91,6 +91,18 @@ export class IndexManager {
     await this.db.exec(`DROP INDEX CONCURRENTLY IF EXISTS strata_data.${name}`);
   }
 
+  /** Drops every index scoped to the tenant (run when the tenant is purged). */
+  async dropForTenant(tenantId: string): Promise<number> {
+    if (!isUuid(tenantId)) throw new Error('invalid tenant id');
+    const { rows } = await this.db.query<{ indexname: string }>(
+      `SELECT indexname FROM pg_indexes
+        WHERE schemaname = 'strata_data' AND indexname ~ '^strata_(ix|vx)_' AND strpos(indexdef, $1) > 0`,
+      [tenantId.toLowerCase()],
+    );
+    for (const r of rows) await this.drop(r.indexname);
+    return rows.length;
+  }
+
   async dropAll(tenantId: string, collection: string, settings: CollectionSettings): Promise<void> {
     const names = (settings.indexes ?? []).map((i) => indexName('ix', tenantId, collection, i.name));
     const v = settings.vector;

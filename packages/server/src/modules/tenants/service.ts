@@ -4,6 +4,7 @@ import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { decodeCursor, toPage } from '../../platform/http/pagination.js';
 import { newId } from '../../platform/ids.js';
+import type { IndexManager } from '../collections/indexes.js';
 import type { MemberService } from '../members/service.js';
 import * as store from './store.js';
 
@@ -21,6 +22,7 @@ export class TenantService {
   constructor(
     private readonly platform: Platform,
     private readonly invitations: MemberService,
+    private readonly indexes: IndexManager,
   ) {}
 
   #checkRegions(dataRegion: string, allowed: string[]): void {
@@ -130,6 +132,7 @@ export class TenantService {
       await withTenant(this.platform.db, id, async (tx) => {
         for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
       });
+      await this.indexes.dropForTenant(id);
     }
     const purged = await withSystem(this.platform.db, (tx) => store.purgeDue(tx, now));
     if (purged.length > 0) this.platform.log.info({ type: 'tenants.purged', tenant_ids: purged }, 'purged tenants');
