@@ -19,6 +19,7 @@ const Env = Type.Object({
   STRATA_REGIONS: Type.String({ default: 'local', pattern: '^[a-z0-9-]{1,32}(,[a-z0-9-]{1,32})*$' }),
   STRATA_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
   STRATA_MAX_DOCUMENT_BYTES: Type.Integer({ minimum: 64, default: 524_288 }),
+  STRATA_AUTH_CACHE_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: 5 }),
   STRATA_SSE_HEARTBEAT_SECONDS: Type.Number({ minimum: 0.05, default: 15 }),
   STRATA_PURGE_GRACE_HOURS: Type.Number({ minimum: 0, default: 720 }),
   STRATA_INVITATION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 168 }),
@@ -40,6 +41,7 @@ export interface Config {
   bodyLimitBytes: number;
   maxDocumentBytes: number;
   sseHeartbeatSeconds: number;
+  authCacheSeconds: number;
   purgeGraceHours: number;
   invitationTtlHours: number;
   sessionTtlHours: number;
@@ -86,6 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     bodyLimitBytes: e.STRATA_BODY_LIMIT_BYTES,
     maxDocumentBytes: e.STRATA_MAX_DOCUMENT_BYTES,
     sseHeartbeatSeconds: e.STRATA_SSE_HEARTBEAT_SECONDS,
+    authCacheSeconds: e.STRATA_AUTH_CACHE_SECONDS,
     purgeGraceHours: e.STRATA_PURGE_GRACE_HOURS,
     invitationTtlHours: e.STRATA_INVITATION_TTL_HOURS,
     sessionTtlHours: e.STRATA_SESSION_TTL_HOURS,

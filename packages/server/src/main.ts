@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
+import { AuthCache } from './modules/auth/cache.js';
 import { type AccessRule, authPlugin } from './modules/auth/plugin.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { AuthService, countOperatorKeys, createOperatorKey } from './modules/auth/service.js';
@@ -77,7 +78,8 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const firstOperatorKey =
     (await countOperatorKeys(db)) === 0 ? (await createOperatorKey(db, 'first operator key')).token : undefined;
   const keyring = fileKeyring(config.masterKeyFile);
-  const platform: Platform = { config, db, log, plans, mailer: outboxMailer(config.mailDir, log), keyring };
+  const authCache = new AuthCache<unknown, unknown>(config.authCacheSeconds * 1000);
+  const platform: Platform = { config, db, log, plans, mailer: outboxMailer(config.mailDir, log), keyring, authCache };
 
   // modules
   const members = new MemberService(platform);

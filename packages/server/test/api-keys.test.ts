@@ -15,8 +15,11 @@ afterAll(async () => {
 
 const keysUrl = (tenant: TestTenant) => `/v1/tenants/${tenant.id}/api-keys`;
 const create = (token: string | undefined, body: unknown, tenant = t) => h.call(token, 'POST', keysUrl(tenant), body);
-const expire = (id: string) =>
-  h.db.query(`UPDATE strata.api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [id]);
+/** Moves a key's expiry into the past behind the server's back, so the node's auth cache is cleared too. */
+async function expire(id: string) {
+  await h.db.query(`UPDATE strata.api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [id]);
+  h.strata.platform.authCache.clear();
+}
 
 function expectProblem(res: LightMyRequestResponse, status: number, code: string) {
   expect(res.statusCode, res.body).toBe(status);

@@ -166,6 +166,7 @@ describe('identity and sessions', () => {
     await h.db.query(`UPDATE strata.sessions SET expires_at = now() - interval '1 minute' WHERE public_id = $1`, [
       other.token.slice(4, 16),
     ]);
+    h.strata.platform.authCache.clear(); // the expiry above went behind the server's back
     expectProblem(await h.call(other.token, 'GET', '/v1/me'), 401, 'unauthenticated');
   });
 
@@ -205,5 +206,35 @@ describe('identity and sessions', () => {
     expect(details.size).toBe(1);
     // The forged attempts changed nothing: the real credentials still work.
     for (const token of real) expect((await h.call(token, 'GET', '/v1/me')).statusCode).toBe(200);
+  });
+});
+
+describe('auth cache', () => {
+  it('serves a busy key from memory, yet a revoked key, a removed member or a suspended tenant is refused at once', async () => {
+    const t = await createTenant(h, { roles: ['viewer'] });
+    const created = await h.call(t.sessions.owner, 'POST', `/v1/tenants/${t.id}/api-keys`, {
+      name: 'busy',
+      scopes: ['data:read'],
+    });
+    const key = created.json().secret as string;
+    const url = `/v1/tenants/${t.id}`;
+    expect((await h.call(key, 'GET', url)).statusCode).toBe(200);
+    // Remembered: a change made behind the server's back (another node, say) is not seen until the entry expires.
+    await h.db.query('UPDATE strata.api_keys SET revoked_at = now() WHERE id = $1', [created.json().id]);
+    expect((await h.call(key, 'GET', url)).statusCode).toBe(200);
+    await h.db.query('UPDATE strata.api_keys SET revoked_at = NULL WHERE id = $1', [created.json().id]);
+
+    // Changes through the API clear the node's memory before their response is sent.
+    expect((await h.call(t.sessions.owner, 'DELETE', `${url}/api-keys/${created.json().id}`)).statusCode).toBe(200);
+    expectProblem(await h.call(key, 'GET', url), 401, 'unauthenticated');
+
+    const viewer = t.sessions.viewer as string;
+    expect((await h.call(viewer, 'GET', url)).statusCode).toBe(200);
+    expect((await h.call(t.sessions.owner, 'DELETE', `${url}/members/${t.userIds.viewer}`)).statusCode).toBe(204);
+    expectProblem(await h.call(viewer, 'GET', url), 404, 'not_found');
+
+    expect((await h.call(t.adminKey, 'GET', url)).statusCode).toBe(200);
+    expect((await h.call(h.operatorToken, 'POST', `${url}/suspend`)).statusCode).toBe(200);
+    expectProblem(await h.call(t.adminKey, 'GET', url), 403, 'tenant_suspended');
   });
 });

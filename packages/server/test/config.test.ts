@@ -31,6 +31,7 @@ describe('loadConfig', () => {
       bodyLimitBytes: 1_048_576,
       maxDocumentBytes: 524_288,
       sseHeartbeatSeconds: 15,
+      authCacheSeconds: 5,
       purgeGraceHours: 720,
       invitationTtlHours: 168,
       sessionTtlHours: 24,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { AuthCache } from '../modules/auth/cache.js';
 import type { PlanCatalog } from '../modules/plans/entitlements.js';
 import type { Database } from './db/driver.js';
 import type { Keyring } from './keyring.js';
@@ -13,4 +14,6 @@ export interface Platform {
   plans: PlanCatalog;
   mailer: Mailer;
   keyring: Keyring;
+  /** Resolved credentials and tenant access, remembered briefly (modules/auth/cache.ts). */
+  authCache: AuthCache<unknown, unknown>;
 }

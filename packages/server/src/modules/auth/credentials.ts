@@ -2,10 +2,14 @@ import type { ApiKeyScope, Permission, PlanOverrides, Role } from '@strata/contr
 import type { Queryable } from '../../platform/db/driver.js';
 import { parseToken, secretMatches } from '../../platform/tokens.js';
 
-export type Principal =
+export type Principal = (
   | { kind: 'operator'; id: string; name: string }
   | { kind: 'api_key'; id: string; name: string; tenantId: string; scopes: ApiKeyScope[] }
-  | { kind: 'user'; id: string; email: string; sessionId: string };
+  | { kind: 'user'; id: string; email: string; sessionId: string }
+) & {
+  /** When the credential stops being valid (ms since the epoch), if it expires. */
+  expiresAt?: number;
+};
 
 /** The tenant a request acts on, and what the principal may do there. */
 export interface TenantAccess {
@@ -24,13 +28,14 @@ interface CredentialRow {
   scopes?: ApiKeyScope[];
   email?: string;
   user_id?: string;
+  expires_at?: Date | null;
 }
 
 const LOOKUPS = {
   operator: `SELECT id, name, secret_hash FROM strata.operator_keys WHERE public_id = $1 AND revoked_at IS NULL`,
-  apiKey: `SELECT id, name, secret_hash, tenant_id, scopes FROM strata.api_keys
+  apiKey: `SELECT id, name, secret_hash, tenant_id, scopes, expires_at FROM strata.api_keys
            WHERE public_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
-  session: `SELECT s.id, u.email AS name, s.secret_hash, u.email, s.user_id FROM strata.sessions s
+  session: `SELECT s.id, u.email AS name, s.secret_hash, u.email, s.user_id, s.expires_at FROM strata.sessions s
             JOIN strata.users u ON u.id = s.user_id
             WHERE s.public_id = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`,
 } as const;
@@ -42,6 +47,7 @@ export async function resolveBearer(tx: Queryable, token: string): Promise<Princ
   const { rows } = await tx.query<CredentialRow>(LOOKUPS[parsed.kind as keyof typeof LOOKUPS], [parsed.publicId]);
   const row = rows[0];
   if (!row || !secretMatches(parsed.secret, row.secret_hash)) return undefined;
+  const expiry = row.expires_at ? { expiresAt: new Date(row.expires_at).getTime() } : {};
   switch (parsed.kind) {
     case 'operator':
       await tx.query(
@@ -62,8 +68,9 @@ export async function resolveBearer(tx: Queryable, token: string): Promise<Princ
         name: row.name,
         tenantId: row.tenant_id as string,
         scopes: row.scopes ?? [],
+        ...expiry,
       };
     default:
-      return { kind: 'user', id: row.user_id as string, email: row.email as string, sessionId: row.id };
+      return { kind: 'user', id: row.user_id as string, email: row.email as string, sessionId: row.id, ...expiry };
   }
 }

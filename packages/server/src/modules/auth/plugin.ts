@@ -11,6 +11,7 @@ import fp from 'fastify-plugin';
 import type { Platform } from '../../platform/context.js';
 import { withSystem } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
+import { AuthCache } from './cache.js';
 import { type Principal, resolveBearer, type TenantAccess } from './credentials.js';
 
 /**
@@ -46,8 +47,14 @@ export function requireAccess(request: FastifyRequest): TenantAccess {
   return request.access;
 }
 
-async function authorizeTenant(platform: Platform, principal: Principal, tenantId: string): Promise<TenantAccess> {
-  const found = await withSystem(platform.db, async (tx) => {
+export interface TenantFacts {
+  status: string;
+  role: Role | null;
+  plan: TenantAccess['plan'];
+}
+
+async function tenantFacts(platform: Platform, principal: Principal, tenantId: string) {
+  return withSystem(platform.db, async (tx): Promise<TenantFacts | undefined> => {
     const t = await tx.query<{ status: string; plan_id: string; plan_overrides: PlanOverrides }>(
       'SELECT status, plan_id, plan_overrides FROM strata.tenants WHERE id = $1',
       [tenantId],
@@ -64,6 +71,21 @@ async function authorizeTenant(platform: Platform, principal: Principal, tenantI
     }
     return { status: tenant.status, role, plan: { id: tenant.plan_id, overrides: tenant.plan_overrides } };
   });
+}
+
+async function authorizeTenant(
+  platform: Platform,
+  cache: AuthCache<Principal, TenantFacts>,
+  principal: Principal,
+  tenantId: string,
+): Promise<TenantAccess> {
+  const key = `${principal.kind}:${principal.id}:${tenantId}`;
+  let found = cache.access(key);
+  if (!found) {
+    found = await tenantFacts(platform, principal, tenantId);
+    // Only granted access is remembered: a new membership must work at once.
+    if (found && (principal.kind !== 'user' || found.role)) cache.rememberAccess(key, found);
+  }
   // Not found, deleted, or not this credential's tenant: all look the same (no existence oracle).
   const notFound = () => errors.notFound('tenant');
   if (!found) throw notFound();
@@ -86,17 +108,36 @@ function bearerOf(request: FastifyRequest): string | undefined {
   return m[1];
 }
 
+/** Successful writes to anything but tenant data may change who can do what: they clear the auth cache. */
+function changesAccess(method: string, rule: AccessRule | undefined, status: number): boolean {
+  if (method === 'GET' || method === 'HEAD' || status >= 400) return false;
+  return !rule?.permission?.startsWith('data:');
+}
+
 export const authPlugin = fp(async (app: FastifyInstance, platform: Platform) => {
   app.decorateRequest('principal', undefined);
   app.decorateRequest('access', undefined);
+  const cache = platform.authCache as AuthCache<Principal, TenantFacts>;
+
+  // Before the response leaves, so a client that sees "revoked" can never then be let in by this node.
+  app.addHook('onSend', async (request, reply) => {
+    if (changesAccess(request.method, request.routeOptions.config as AccessRule | undefined, reply.statusCode)) {
+      cache.clear();
+    }
+  });
 
   app.addHook('onRequest', async (request) => {
     const rule = request.routeOptions.config as AccessRule | undefined;
     if (!rule || rule.public || !request.routeOptions.url) return;
     const token = bearerOf(request);
     if (!token) throw errors.unauthenticated();
-    const principal = await withSystem(platform.db, (tx) => resolveBearer(tx, token));
-    if (!principal) throw errors.unauthenticated('The credential is unknown, revoked or expired');
+    const tokenKey = AuthCache.keyOf(token);
+    let principal = cache.principal(tokenKey);
+    if (!principal) {
+      principal = await withSystem(platform.db, (tx) => resolveBearer(tx, token));
+      if (!principal) throw errors.unauthenticated('The credential is unknown, revoked or expired');
+      cache.rememberPrincipal(tokenKey, principal, principal.expiresAt);
+    }
     request.principal = principal;
     request.log = request.log.child({ principal: `${principal.kind}:${principal.id}` });
     // Operator-only routes without a tenant in the path refuse other credentials here. Those with a tenant are
@@ -112,7 +153,7 @@ export const authPlugin = fp(async (app: FastifyInstance, platform: Platform) =>
     if (!rule?.permission || !request.principal) return;
     const tenantId = (request.params as { tenantId?: string }).tenantId;
     if (!tenantId) throw new Error(`route ${request.routeOptions.url} declares a permission but has no :tenantId`);
-    const access = await authorizeTenant(platform, request.principal, tenantId);
+    const access = await authorizeTenant(platform, cache, request.principal, tenantId);
     if (rule.operator && request.principal.kind !== 'operator') {
       throw new AppError('forbidden', 'This action needs an operator key');
     }
