@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TENANT_DATA_TABLES } from '../src/modules/tenants/service.js';
+import { sqlLiteral } from '../src/platform/db/driver.js';
 import { openPostgres } from '../src/platform/db/pg-driver.js';
-import { APP_ROLE, withTenant } from '../src/platform/db/tenant-context.js';
+import { APP_ROLE, readInTenant, withTenant } from '../src/platform/db/tenant-context.js';
 import { createTenant, type Harness, startHarness, type TestTenant } from './harness.js';
 import { operationsOf } from './openapi-examples.js';
 
@@ -133,6 +134,47 @@ describe('isolation enforced by the database', () => {
       `SELECT tablename FROM pg_policies WHERE schemaname = 'strata_data' AND 'strata_system' = ANY (roles)`,
     );
     expect(systemOnData.rows).toEqual([]);
+  });
+});
+
+describe('one-round-trip reads (readInTenant)', () => {
+  it("see only the context tenant's rows, and leave the connection clean after success and after an error", async () => {
+    for (const t of [a, b]) {
+      await h.call(t.adminKey, 'POST', `/v1/tenants/${t.id}/collections`, { name: 'rt' });
+      await h.call(t.adminKey, 'POST', `/v1/tenants/${t.id}/collections/rt/documents`, {
+        id: 'same',
+        data: { t: t.id },
+      });
+    }
+    const asA = await readInTenant<{ tenant_id: string; body: { t: string } }>(
+      h.db,
+      a.id,
+      `SELECT tenant_id, body FROM strata_data.documents WHERE collection = ${sqlLiteral('rt')} AND id = ${sqlLiteral('same')}`,
+    );
+    expect(asA.rows).toEqual([{ tenant_id: a.id, body: { t: a.id } }]);
+    const everything = await readInTenant<{ n: number }>(
+      h.db,
+      a.id,
+      'SELECT count(*)::int AS n FROM strata_data.documents WHERE tenant_id <> ' + sqlLiteral(a.id),
+    );
+    expect(everything.rows[0]?.n).toBe(0);
+
+    await expect(readInTenant(h.db, a.id, 'SELECT 1 / 0')).rejects.toThrow(/division by zero/);
+    // The failed script was rolled back: the next work on the same pool has no role or context left over.
+    for (let i = 0; i < 12; i++) {
+      const r = await h.db.query<{ role: string; ctx: string | null }>(
+        "SELECT current_user AS role, nullif(current_setting('strata.tenant_id', true), '') AS ctx",
+      );
+      expect(r.rows[0]?.role).not.toBe(APP_ROLE);
+      expect(r.rows[0]?.ctx ?? null).toBeNull();
+    }
+  });
+
+  it('sqlLiteral refuses anything that would need quoting', () => {
+    expect(sqlLiteral('note-1.a:b_c')).toBe("'note-1.a:b_c'");
+    expect(sqlLiteral(42)).toBe('42');
+    for (const bad of ["a'b", 'a\\b', 'a b', 'x;--', '$1', 'é']) expect(() => sqlLiteral(bad), bad).toThrow();
+    expect(() => sqlLiteral(1.5)).toThrow();
   });
 });
 

@@ -22,5 +22,25 @@ export interface Database extends Queryable {
    * Never call the outer Database from inside fn: use the tx handle.
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, prelude?: string): Promise<T>;
+  /**
+   * BEGIN, `prelude`, one `statement` and COMMIT in a single round trip (simple protocol), returning the
+   * statement's rows. The statement cannot take parameters: every value in it must come from sqlLiteral().
+   */
+  script<R = Record<string, unknown>>(prelude: string, statement: string): Promise<QueryResult<R>>;
   close(): Promise<void>;
+}
+
+const SAFE_TEXT = /^[A-Za-z0-9_.:-]{0,256}$/;
+
+/**
+ * A SQL literal for a value that has already been validated against a strict pattern (ids, names).
+ * It refuses anything that could need quoting, so a script can never be changed by a value.
+ */
+export function sqlLiteral(value: string | number): string {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new Error('sqlLiteral: not a safe integer');
+    return String(value);
+  }
+  if (!SAFE_TEXT.test(value)) throw new Error('sqlLiteral: value has characters that need quoting');
+  return `'${value}'`;
 }

@@ -40,6 +40,19 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
         client.release();
       }
     },
+    async script<R>(prelude: string, statement: string): Promise<QueryResult<R>> {
+      const client = await pool.connect();
+      try {
+        const results = (await client.query(`BEGIN; ${prelude} ${statement}; COMMIT;`)) as unknown as pg.QueryResult[];
+        const r = results[results.length - 2] as pg.QueryResult;
+        return { rows: r.rows as R[], rowCount: r.rowCount ?? r.rows.length };
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
     close: () => pool.end(),
   };
 }

@@ -61,6 +61,17 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database 
           return fn(q);
         }),
       ),
+    script: <R>(prelude: string, statement: string) =>
+      lock.run(async (): Promise<QueryResult<R>> => {
+        try {
+          const results = await pglite.exec(`BEGIN; ${prelude} ${statement}; COMMIT;`);
+          const r = results[results.length - 2];
+          return { rows: (r?.rows ?? []) as R[], rowCount: r?.affectedRows ?? r?.rows.length ?? 0 };
+        } catch (err) {
+          await pglite.exec('ROLLBACK').catch(() => {});
+          throw err;
+        }
+      }),
     close: () => lock.run(() => pglite.close()),
   };
 }

@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import type { Database, Queryable } from './driver.js';
+import type { Database, Queryable, QueryResult } from './driver.js';
 
 /** The role every request runs as: owns nothing, not superuser, no BYPASSRLS (checked by a test). */
 export const APP_ROLE = 'strata_app';
@@ -23,6 +23,18 @@ export function withTenant<T>(db: Database, tenantId: string, fn: (tx: Queryable
   return db.transaction(
     fn,
     `SET LOCAL ROLE ${APP_ROLE}; SELECT set_config('strata.tenant_id', '${tenantId.toLowerCase()}', true);`,
+  );
+}
+
+/**
+ * A one-statement read in the tenant's context in a single round trip: BEGIN, role, context, the
+ * statement and COMMIT travel together. The statement takes no parameters; build it with sqlLiteral().
+ */
+export function readInTenant<R>(db: Database, tenantId: string, statement: string): Promise<QueryResult<R>> {
+  if (!isUuid(tenantId)) throw new AppError('not_found', 'The tenant does not exist');
+  return db.script<R>(
+    `SET LOCAL ROLE ${APP_ROLE}; SELECT set_config('strata.tenant_id', '${tenantId.toLowerCase()}', true);`,
+    statement,
   );
 }
 
