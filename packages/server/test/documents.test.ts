@@ -148,6 +148,24 @@ describe('documents', () => {
       expect(r.json()).toEqual(first.json());
       expect(r.headers['idempotent-replayed']).toBe('true');
     }
+    // A retry is recognised by content: the same body serialized with its members in another order replays too.
+    const raw = (payload: string) =>
+      h.strata.app.inject({
+        method: 'POST',
+        url: base,
+        payload,
+        headers: {
+          authorization: `Bearer ${t.adminKey}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'order-ab',
+        },
+      });
+    const ab = await raw('{"data":{"a":1,"b":{"x":1,"y":2}}}');
+    const ba = await raw('{"data":{"b":{"y":2,"x":1},"a":1}}');
+    expect(ab.statusCode).toBe(201);
+    expect(ba.statusCode).toBe(201);
+    expect(ba.headers['idempotent-replayed']).toBe('true');
+    expect(ba.json().id).toBe(ab.json().id);
     // Concurrent first attempts with a fresh key also create exactly one.
     const racing = await Promise.all(
       Array.from({ length: 4 }, () =>
@@ -155,12 +173,12 @@ describe('documents', () => {
       ),
     );
     expect(new Set(racing.map((r) => r.json().id)).size).toBe(1);
-    expect(await countRows(t.id, 'strata_data.documents')).toBe(2);
+    expect(await countRows(t.id, 'strata_data.documents')).toBe(3);
 
     const reused = await h.call(t.adminKey, 'POST', base, { data: { total: 9 } }, key);
     expect(reused.statusCode).toBe(422);
     expect(reused.json().code).toBe('idempotency_key_reused');
-    expect(await countRows(t.id, 'strata_data.documents')).toBe(2);
+    expect(await countRows(t.id, 'strata_data.documents')).toBe(3);
 
     // After a day the key is forgotten: housekeeping removes it and the same key makes a new document.
     await withTenant(h.db, t.id, (tx) =>

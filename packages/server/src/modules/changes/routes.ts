@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Platform } from '../../platform/context.js';
@@ -117,14 +116,16 @@ export function changeRoutes(
     async (request) => changes.push(requireAccess(request), request.body),
   );
 
-  const streams = new Set<ServerResponse>();
+  // Open streams, each with the function that ends it. Closing the app ends them all and waits for
+  // any read they have in flight, so no stream touches the database after the app has closed.
+  const streams = new Set<() => Promise<void>>();
   app.addHook('preClose', async () => {
-    for (const s of streams) s.end();
+    await Promise.all([...streams].map((stop) => stop()));
   });
 
   app.get<{
     Params: { tenantId: string };
-    Querystring: { since?: number; collection?: string; max_seconds?: number };
+    Querystring: { since?: number; epoch?: number; collection?: string; max_seconds?: number };
     Headers: { 'last-event-id'?: string };
   }>(
     '/v1/tenants/:tenantId/changes/stream',
@@ -136,11 +137,15 @@ export function changeRoutes(
         summary: 'Stream changes as Server-Sent Events',
         description:
           'Events `change` (id = seq, data = the change as JSON), `resync` (the epoch changed: start over), and heartbeat comments. ' +
-          'Reconnect with Last-Event-ID to resume without missing anything.',
+          'Reconnect with Last-Event-ID to resume without missing anything; pass the `epoch` of your checkpoint so a reconnect ' +
+          'after the epoch changed is refused with 409 resync_required instead of resuming from a position that no longer exists.',
         params: TenantParams,
         querystring: Type.Object(
           {
             since: Type.Optional(Type.Integer({ minimum: 0 })),
+            epoch: Type.Optional(
+              Type.Integer({ minimum: 1, description: 'The epoch of the client checkpoint; 409 if stale' }),
+            ),
             collection: Type.Optional(CollectionName),
             max_seconds: Type.Optional(
               Type.Number({
@@ -165,12 +170,20 @@ export function changeRoutes(
         throw new AppError('bad_request', 'Last-Event-ID must be a sequence number this stream sent');
       }
       let cursor = lastEventId !== undefined ? Number(lastEventId) : (request.query.since ?? 0);
+      const filter = collection ? { collection } : {};
       // Fail before the stream starts if the position is bad.
-      const first = await changes.feed(tenantId, { since: cursor, limit: 1, ...(collection ? { collection } : {}) });
+      const first = await changes.feed(tenantId, {
+        since: cursor,
+        limit: 1,
+        ...(request.query.epoch !== undefined ? { epoch: request.query.epoch } : {}),
+        ...filter,
+      });
       const epoch = first.checkpoint.epoch;
 
       reply.hijack();
       const res = reply.raw;
+      // The client may have gone while the position was checked; then there is nothing to stream to.
+      if (res.destroyed || request.raw.destroyed) return;
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
@@ -179,28 +192,28 @@ export function changeRoutes(
         'x-request-id': request.id,
       });
       res.write(`retry: 1000\n\n`);
-      streams.add(res);
 
       let closed = false;
+      // One read at a time; a wake-up during a read makes that read go round once more.
+      let running = false;
+      let again = false;
+      let active: Promise<void> = Promise.resolve();
       const send = (text: string) => {
         if (!closed && !res.writableEnded) res.write(text);
       };
-      let running = false;
-      let again = false;
+      // A client that reads slower than the feed holds the stream back: it waits for the socket to
+      // drain rather than buffering the tenant's history in memory.
+      let release: (() => void) | undefined;
+      const drained = () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+          res.once('drain', resolve);
+        });
       const pump = async () => {
-        if (running) {
-          again = true;
-          return;
-        }
-        running = true;
         try {
           do {
             again = false;
-            const page = await changes.feed(tenantId, {
-              since: cursor,
-              limit: 500,
-              ...(collection ? { collection } : {}),
-            });
+            const page = await changes.feed(tenantId, { since: cursor, limit: 500, ...filter });
             if (closed) return;
             if (page.checkpoint.epoch !== epoch) {
               send(`event: resync\ndata: ${JSON.stringify(page.checkpoint)}\n\n`);
@@ -209,11 +222,14 @@ export function changeRoutes(
             }
             for (const change of page.changes) {
               send(`id: ${change.seq}\nevent: change\ndata: ${JSON.stringify(change)}\n\n`);
+              if (res.writableNeedDrain) await drained();
+              if (closed) return;
             }
             cursor = page.checkpoint.seq;
             if (page.has_more) again = true;
           } while (again && !closed);
         } catch (err) {
+          if (closed) return;
           if (err instanceof AppError && err.code === 'resync_required') {
             send(`event: resync\ndata: ${JSON.stringify(err.extra)}\n\n`);
           } else {
@@ -224,22 +240,45 @@ export function changeRoutes(
           running = false;
         }
       };
-      const unsubscribe = notifier.subscribe(tenantId, () => void pump());
+      const wake = () => {
+        if (closed) return;
+        if (running) {
+          again = true;
+          return;
+        }
+        running = true;
+        active = pump();
+      };
+      const unsubscribe = notifier.subscribe(tenantId, wake);
       // Polling catches writes committed by other nodes; the notifier makes local writes immediate.
-      const poll = setInterval(() => void pump(), 1000);
+      const poll = setInterval(wake, 1000);
       const heartbeat = setInterval(() => send(': heartbeat\n\n'), platform.config.sseHeartbeatSeconds * 1000);
-      const lifetime = setTimeout(() => res.end(), (request.query.max_seconds ?? 3600) * 1000);
+      // At the end of its life the stream ends; a client that has stopped reading is cut off soon after.
+      const lifetime = setTimeout(
+        () => {
+          res.end();
+          setTimeout(() => res.destroy(), 10_000).unref();
+        },
+        (request.query.max_seconds ?? 3600) * 1000,
+      );
       const cleanup = () => {
         closed = true;
         clearTimeout(lifetime);
         unsubscribe();
         clearInterval(poll);
         clearInterval(heartbeat);
-        streams.delete(res);
+        streams.delete(stop);
+        release?.();
       };
+      const stop = async () => {
+        cleanup();
+        res.end();
+        await active;
+      };
+      streams.add(stop);
       res.on('close', cleanup);
       res.on('error', cleanup);
-      void pump();
+      wake();
     },
   );
 }

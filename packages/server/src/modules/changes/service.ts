@@ -126,7 +126,19 @@ export class ChangeService {
       let seq: number | undefined;
       for (const m of input.mutations) {
         const print = fingerprint(m);
-        const before = await recall(tx, 'sync', scope, m.mutation_id, print);
+        let before: Awaited<ReturnType<typeof recall>>;
+        try {
+          before = await recall(tx, 'sync', scope, m.mutation_id, print);
+        } catch (err) {
+          if (!(err instanceof AppError) || err.code !== 'idempotency_key_reused') throw err;
+          // Only this mutation is refused, and nothing is remembered for it: the id keeps its first result.
+          results.push({
+            mutation_id: m.mutation_id,
+            status: 'rejected',
+            error: { code: err.code, detail: err.message },
+          });
+          continue;
+        }
         if (before) {
           results.push(before.response as MutationResult);
           continue;

@@ -17,8 +17,24 @@ export interface Remembered {
 /** How long a response is remembered: a day for HTTP Idempotency-Key, a week for sync mutations. */
 const TTL_HOURS = { http: 24, sync: 24 * 7 };
 
+/**
+ * What a request says, independent of how the client ordered its object members when it serialized it
+ * again: a retry is recognised by content, not by byte order.
+ */
 export const fingerprint = (value: unknown): string =>
-  createHash('sha256').update(JSON.stringify(value)).digest('base64url');
+  createHash('sha256')
+    .update(JSON.stringify(canonical(value)))
+    .digest('base64url');
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return Object.fromEntries(entries.map(([k, v]) => [k, canonical(v)]));
+  }
+  return value;
+}
 
 export async function recall(
   tx: Queryable,
