@@ -290,3 +290,31 @@ describe('documents', () => {
     expect(await countRows(t.id, 'strata_data.documents')).toBe(0);
   });
 });
+
+describe('documents that JSON allows but a datastore cannot hold', () => {
+  it('are refused with 400 naming the path, never a 500 or a silent change', async () => {
+    const { t, base } = await withCollection();
+    const raw = (payload: string) =>
+      h.strata.app.inject({
+        method: 'POST',
+        url: base,
+        payload,
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      });
+    const cases: [string, string][] = [
+      ['{"data":{"n":1e400}}', 'data/n'],
+      ['{"data":{"s":"a\\u0000b"}}', 'data/s'],
+      ['{"data":{"s":"\\ud800"}}', 'data/s'],
+      ['{"data":{"a\\u0000":1}}', 'data/a\u0000'],
+      [`{"data":${'{"x":'.repeat(70)}1${'}'.repeat(70)}}`, ''],
+    ];
+    for (const [payload, path] of cases) {
+      const r = await raw(payload);
+      expect(r.statusCode, payload.slice(0, 40)).toBe(400);
+      expect(r.json().code).toBe('validation_failed');
+      if (path) expect(r.json().errors[0].path).toBe(path);
+    }
+    expect(await countRows(t.id, 'strata_data.documents')).toBe(0);
+    expect((await raw('{"data":{"emoji":"\\ud83d\\ude00","n":1e300}}')).statusCode).toBe(201);
+  });
+});

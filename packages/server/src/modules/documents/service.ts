@@ -1,22 +1,14 @@
 import type { Platform } from '../../platform/context.js';
 import type { Queryable } from '../../platform/db/driver.js';
-import { withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
+import { sqlLiteral } from '../../platform/db/driver.js';
+import { readInTenant, withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { newId } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
 import type { ChangeNotifier } from '../changes/notifier.js';
 import type { IndexManager } from '../collections/indexes.js';
 import { fingerprint, recall, remember } from './idempotency.js';
-import {
-  checkFields,
-  compileFilter,
-  compileSort,
-  decodeQueryCursor,
-  encodeQueryCursor,
-  Params,
-  project,
-  queryFingerprint,
-} from './query.js';
+import { checkFields, compileFilter, compileQuery, encodeQueryCursor, Params, project } from './query.js';
 import {
   applyWrite,
   type Document,
@@ -131,15 +123,15 @@ export class DocumentService {
     return { status: 201, document: (out as { result: WriteResult }).result.document, replayed: false };
   }
 
+  /** One round trip: collection and id are checked against strict patterns by the route, and again by sqlLiteral. */
   async get(tenantId: string, collection: string, id: string): Promise<Document> {
-    const row = await withTenant(this.platform.db, tenantId, async (tx) => {
-      const r = await tx.query<DocumentRow>(
-        `SELECT id, collection, version, deleted, body, created_at, updated_at
-           FROM strata_data.documents WHERE collection = $1 AND id = $2 AND NOT deleted`,
-        [collection, id],
-      );
-      return r.rows[0];
-    });
+    const { rows } = await readInTenant<DocumentRow>(
+      this.platform.db,
+      tenantId,
+      `SELECT id, collection, version, deleted, body, created_at, updated_at FROM strata_data.documents
+        WHERE collection = ${sqlLiteral(collection)} AND id = ${sqlLiteral(id)} AND NOT deleted`,
+    );
+    const row = rows[0];
     if (!row) throw errors.notFound('document');
     return toDocument(row);
   }
@@ -191,53 +183,40 @@ export class DocumentService {
   }
 
   async query(tenantId: string, collection: string, input: QueryInput): Promise<QueryResult> {
-    const p = new Params();
-    const c = p.add(collection);
-    const where = compileFilter(p, input.filter);
-    const sort = compileSort(p, input.sort);
-    const fields = checkFields(input.fields);
-    const print = queryFingerprint(collection, input.filter, input.sort);
-    const position = decodeQueryCursor(input.cursor, print, sort.select.length);
-    const limit = input.limit ?? 50;
-    const base = `d.tenant_id = ${p.add(tenantId)}::uuid AND d.collection = ${c} AND NOT d.deleted AND ${where}`;
-    const countParams = [...p.values];
-    const keyset = position ? ` AND ${sort.after(p, position)}` : '';
-    const sql = `SELECT d.id, d.collection, d.version, d.deleted, d.body, d.created_at, d.updated_at, ${sort.select.join(', ')}
-                   FROM strata_data.documents d
-                  WHERE ${base}${keyset}
-                  ORDER BY ${sort.orderBy}
-                  LIMIT ${p.add(limit + 1)}`;
+    const q = compileQuery(tenantId, collection, input);
     const { rows, count, exists } = await withTenant(this.platform.db, tenantId, async (tx) => {
-      const r = await tx.query<DocumentRow & Record<string, unknown>>(sql, p.values);
-      const n = input.count
-        ? (
-            await tx.query<{ n: number }>(
-              `SELECT count(*)::int AS n FROM strata_data.documents d WHERE ${base}`,
-              countParams,
-            )
-          ).rows[0]?.n
-        : undefined;
+      const r = await tx.query<DocumentRow & Record<string, unknown>>(q.sql, q.params);
+      const n = input.count ? (await tx.query<{ n: number }>(q.countSql, q.countParams)).rows[0]?.n : undefined;
       const found =
         r.rows.length > 0 ||
         (await tx.query('SELECT 1 FROM strata_data.collections WHERE name = $1', [collection])).rows.length > 0;
       return { rows: r.rows, count: n, exists: found };
     });
     if (!exists) throw errors.notFound('collection');
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
+    const more = rows.length > q.limit;
+    const pageRows = more ? rows.slice(0, q.limit) : rows;
     const last = pageRows[pageRows.length - 1];
     const data = pageRows.map((r) => {
       const doc = toDocument(r);
-      return fields && doc.data ? { ...doc, data: project(doc.data, fields) } : doc;
+      return q.fields && doc.data ? { ...doc, data: project(doc.data, q.fields) } : doc;
     });
     const nextCursor =
       more && last
         ? encodeQueryCursor(
-            sort.select.map((_, i) => last[`s${i}`]),
-            print,
+            q.sort.select.map((_, i) => last[`s${i}`]),
+            q.fingerprint,
           )
         : null;
     return { data, next_cursor: nextCursor, ...(count === undefined ? {} : { count }) };
+  }
+
+  /** The plan PostgreSQL chooses for a query's page statement, as the tenant, with the same parameters. */
+  async explainQuery(tenantId: string, collection: string, input: QueryInput): Promise<string> {
+    const q = compileQuery(tenantId, collection, input);
+    const plan = await withTenant(this.platform.db, tenantId, (tx) =>
+      tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${q.sql}`, q.params),
+    );
+    return plan.rows.map((r) => r['QUERY PLAN']).join('\n');
   }
 
   /** Nearest neighbours by the collection's vector field: HNSW through pgvector where present, exact SQL otherwise. */

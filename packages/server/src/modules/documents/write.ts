@@ -4,6 +4,7 @@ import { AppError, errors } from '../../platform/errors.js';
 import { iso } from '../../platform/ids.js';
 import type { Entitlements, PlanCatalog } from '../plans/entitlements.js';
 import { isPlainObject, mergePatch } from './merge-patch.js';
+import { textProblem } from './query.js';
 
 /**
  * The one write path for documents. HTTP writes, batches and sync pushes all come through
@@ -118,12 +119,40 @@ export function getPath(value: unknown, path: string): unknown {
   return cur;
 }
 
+export const MAX_DOCUMENT_DEPTH = 64;
+
+/**
+ * What JSON allows but a stored document cannot hold: numbers outside double range (JSON.parse turns
+ * 1e400 into Infinity, which would be stored as null), U+0000 and unpaired surrogates (PostgreSQL's jsonb
+ * refuses them), and nesting past MAX_DOCUMENT_DEPTH. Returns the path of the first offender.
+ */
+function unstorable(value: unknown, path: string, depth: number): { path: string; message: string } | undefined {
+  if (typeof value === 'number')
+    return Number.isFinite(value) ? undefined : { path, message: 'is not a finite number' };
+  if (typeof value === 'string') {
+    const problem = textProblem(value);
+    return problem ? { path, message: problem } : undefined;
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  if (depth > MAX_DOCUMENT_DEPTH) return { path, message: `nests deeper than ${MAX_DOCUMENT_DEPTH} levels` };
+  for (const [key, child] of Object.entries(value)) {
+    const at = `${path}/${key}`;
+    const keyProblem = textProblem(key);
+    if (keyProblem) return { path: at, message: `key ${keyProblem}` };
+    const found = unstorable(child, at, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 function checkDocument(data: unknown, schema: object | null, settings: CollectionSettings, maxBytes: number) {
   if (!isPlainObject(data)) {
     throw new AppError('validation_failed', 'A document must be a JSON object', {
       errors: [{ path: 'data', message: 'must be object' }],
     });
   }
+  const bad = unstorable(data, 'data', 1);
+  if (bad) throw new AppError('validation_failed', `${bad.path} ${bad.message}`, { errors: [bad] });
   const text = JSON.stringify(data);
   const size = Buffer.byteLength(text);
   if (size > maxBytes) {
