@@ -11,11 +11,11 @@ export class ChangeNotifier {
     this.#events.setMaxListeners(0);
   }
 
-  notify(tenantId: string, seq: number): void {
-    this.#events.emit(tenantId, seq);
+  notify(tenantId: string): void {
+    this.#events.emit(tenantId);
   }
 
-  subscribe(tenantId: string, listener: (seq: number) => void): () => void {
+  subscribe(tenantId: string, listener: () => void): () => void {
     this.#events.on(tenantId, listener);
     return () => this.#events.off(tenantId, listener);
   }

@@ -3,8 +3,8 @@ import { withTenant } from '../../platform/db/tenant-context.js';
 import { AppError } from '../../platform/errors.js';
 import { iso } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
-import { fingerprint, recall, remember } from '../documents/idempotency.js';
-import { type Checkpoint, type DocumentService, readCheckpoint } from '../documents/service.js';
+import { claim, fingerprint, remember } from '../documents/idempotency.js';
+import { type Checkpoint, changeKey, type DocumentService } from '../documents/service.js';
 import { applyWrite, type Document } from '../documents/write.js';
 
 export interface Change {
@@ -121,14 +121,13 @@ export class ChangeService {
       maxDocumentBytes: this.platform.config.maxDocumentBytes,
     };
     const scope = `sync:${input.client_id}`;
-    return this.documents.write(access.tenantId, async (tx) => {
+    const results = await this.documents.write(access.tenantId, async (tx) => {
       const results: MutationResult[] = [];
-      let seq: number | undefined;
       for (const m of input.mutations) {
         const print = fingerprint(m);
-        let before: Awaited<ReturnType<typeof recall>>;
+        let before: Awaited<ReturnType<typeof claim>>;
         try {
-          before = await recall(tx, 'sync', scope, m.mutation_id, print);
+          before = await claim(tx, access.tenantId, 'sync', scope, m.mutation_id, print);
         } catch (err) {
           if (!(err instanceof AppError) || err.code !== 'idempotency_key_reused') throw err;
           // Only this mutation is refused, and nothing is remembered for it: the id keeps its first result.
@@ -156,8 +155,8 @@ export class ChangeService {
               : { op: 'put', collection: m.collection, id: m.id, data: m.data },
             { baseVersion: m.base_version },
           );
-          seq = out.seq;
-          result = { mutation_id: m.mutation_id, status: 'applied', version: out.document.version, seq: out.seq };
+          // The sequence number is assigned at commit; it is looked up (for replays too) below.
+          result = { mutation_id: m.mutation_id, status: 'applied', version: out.document.version, seq: 0 };
         } catch (err) {
           if (!(err instanceof AppError)) throw err;
           result =
@@ -165,11 +164,21 @@ export class ChangeService {
               ? { mutation_id: m.mutation_id, status: 'conflict', current: (err.extra.current as Document) ?? null }
               : { mutation_id: m.mutation_id, status: 'rejected', error: { code: err.code, detail: err.message } };
         }
-        await remember(tx, access.tenantId, scope, m.mutation_id, print, { status: 200, response: result });
+        await remember(tx, scope, m.mutation_id, { status: 200, response: result });
         results.push(result);
       }
-      return { results, checkpoint: await readCheckpoint(tx), seq };
+      return results;
     });
+    const applied = input.mutations.flatMap((m, i) => {
+      const r = results[i];
+      return r?.status === 'applied' ? [{ collection: m.collection, id: m.id, version: r.version }] : [];
+    });
+    const { seqs, checkpoint } = await this.documents.committed(access.tenantId, applied);
+    input.mutations.forEach((m, i) => {
+      const r = results[i];
+      if (r?.status === 'applied') r.seq = seqs.get(changeKey(m.collection, m.id, r.version)) ?? 0;
+    });
+    return { results, checkpoint };
   }
 }
 

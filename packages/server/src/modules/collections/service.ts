@@ -150,29 +150,22 @@ export class CollectionService {
       const found = await loadCollection(tx, name);
       const collection = found.rows[0];
       if (!collection) return undefined;
-      const r = await tx.query<{ last_seq: number }>(
+      // Tombstones are numbered as the transaction commits (tenant migration 0005), like any change.
+      await tx.query(
         `WITH live AS (
-           SELECT id, version, size_bytes, row_number() OVER (ORDER BY id) AS n
-             FROM strata_data.documents WHERE collection = $1 AND NOT deleted
-         ), s AS (
-           UPDATE strata_data.tenant_sequences
-              SET last_seq = last_seq + (SELECT count(*) FROM live),
-                  doc_count = doc_count - (SELECT count(*) FROM live),
-                  doc_bytes = doc_bytes - (SELECT coalesce(sum(size_bytes), 0) FROM live)
-            WHERE tenant_id = $2
-           RETURNING last_seq, last_seq - (SELECT count(*) FROM live) AS base
-         ), c AS (
-           INSERT INTO strata_data.changes (tenant_id, seq, collection, doc_id, version, deleted)
-           SELECT $2, s.base + live.n, $1, live.id, live.version + 1, true FROM live, s
+           SELECT id, version, size_bytes FROM strata_data.documents
+            WHERE collection = $1 AND NOT deleted ORDER BY id FOR UPDATE
          )
-         SELECT last_seq FROM s`,
+         INSERT INTO strata_data.changes (tenant_id, seq, collection, doc_id, version, deleted, doc_delta, bytes_delta)
+         SELECT $2, -nextval('strata_data.change_placeholders'), $1, id, version + 1, true, -1, -size_bytes
+           FROM live ORDER BY id`,
         [name, tenantId],
       );
       await tx.query('DELETE FROM strata_data.collections WHERE name = $1', [name]);
-      return { collection, seq: Number(r.rows[0]?.last_seq ?? 0) };
+      return { collection };
     });
     if (!out) throw errors.notFound('collection');
-    this.notifier.notify(tenantId, out.seq);
+    this.notifier.notify(tenantId);
     await this.indexes.dropAll(tenantId, out.collection.name, out.collection.settings ?? {});
   }
 

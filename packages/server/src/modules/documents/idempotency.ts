@@ -5,8 +5,7 @@ import { AppError } from '../../platform/errors.js';
 /**
  * Remembered responses for retried writes, stored in the same transaction as the write they describe:
  * either both commit or neither does, so a retry either finds the first response or finds nothing and
- * runs again. Writers of a tenant are serialized (withTenantWrite), so two concurrent retries of one
- * request cannot both miss: the second waits for the first to commit and then finds its response.
+ * runs again. See claim() for how concurrent retries of one request are kept from both running.
  */
 
 export interface Remembered {
@@ -36,20 +35,42 @@ function canonical(value: unknown): unknown {
   return value;
 }
 
-export async function recall(
+/**
+ * Claims `key` for the current transaction, or returns the response it already got. The claim is a row
+ * inserted before the work is done: a concurrent request with the same key waits on that row until this
+ * transaction ends, then finds the stored response (or, if this one rolled back, claims the key itself).
+ * Throws idempotency_key_reused when the key was used for different content.
+ */
+export async function claim(
   tx: Queryable,
+  tenantId: string,
   kind: keyof typeof TTL_HOURS,
   scope: string,
   key: string,
   print: string,
 ): Promise<Remembered | undefined> {
-  const { rows } = await tx.query<{ fingerprint: string; status: number; response: unknown }>(
-    `SELECT fingerprint, status, response FROM strata_data.idempotency
-      WHERE scope = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)`,
+  const inserted = await tx.query(
+    `INSERT INTO strata_data.idempotency (tenant_id, scope, key, fingerprint, status, response)
+     VALUES ($1, $2, $3, $4, 0, 'null') ON CONFLICT (tenant_id, scope, key) DO NOTHING RETURNING 1`,
+    [tenantId, scope, key, print],
+  );
+  if (inserted.rows.length > 0) return undefined;
+  const { rows } = await tx.query<{ fingerprint: string; status: number; response: unknown; fresh: boolean }>(
+    `SELECT fingerprint, status, response, created_at > now() - make_interval(hours => $3::int) AS fresh
+       FROM strata_data.idempotency WHERE scope = $1 AND key = $2 FOR UPDATE`,
     [scope, key, TTL_HOURS[kind]],
   );
   const row = rows[0];
-  if (!row) return undefined;
+  if (!row) throw new AppError('conflict', 'A request with this key was being forgotten; retry');
+  if (!row.fresh) {
+    // Past its time: the key starts over for this request.
+    await tx.query(
+      `UPDATE strata_data.idempotency SET fingerprint = $3, status = 0, response = 'null', created_at = now()
+        WHERE scope = $1 AND key = $2`,
+      [scope, key, print],
+    );
+    return undefined;
+  }
   if (row.fingerprint !== print) {
     throw new AppError(
       'idempotency_key_reused',
@@ -61,21 +82,14 @@ export async function recall(
   return { status: row.status, response: row.response };
 }
 
-export async function remember(
-  tx: Queryable,
-  tenantId: string,
-  scope: string,
-  key: string,
-  print: string,
-  value: Remembered,
-): Promise<void> {
-  await tx.query(
-    `INSERT INTO strata_data.idempotency (tenant_id, scope, key, fingerprint, status, response)
-     VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-     ON CONFLICT (tenant_id, scope, key) DO UPDATE
-       SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, response = EXCLUDED.response, created_at = now()`,
-    [tenantId, scope, key, print, value.status, JSON.stringify(value.response)],
-  );
+/** Stores the response for a key this transaction claimed. */
+export async function remember(tx: Queryable, scope: string, key: string, value: Remembered): Promise<void> {
+  await tx.query('UPDATE strata_data.idempotency SET status = $3, response = $4::jsonb WHERE scope = $1 AND key = $2', [
+    scope,
+    key,
+    value.status,
+    JSON.stringify(value.response),
+  ]);
   // Housekeeping rides along on roughly one write in a hundred: the tenant's expired entries go.
   if (Math.random() < 0.01) await forgetExpired(tx);
 }

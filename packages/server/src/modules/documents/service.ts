@@ -7,7 +7,7 @@ import { newId } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
 import type { ChangeNotifier } from '../changes/notifier.js';
 import type { IndexManager } from '../collections/indexes.js';
-import { fingerprint, recall, remember } from './idempotency.js';
+import { claim, fingerprint, remember } from './idempotency.js';
 import { checkFields, compileFilter, compileQuery, encodeQueryCursor, Params, project } from './query.js';
 import {
   applyWrite,
@@ -84,11 +84,45 @@ export class DocumentService {
     };
   }
 
-  /** Runs writes in one tenant-write transaction and wakes change streams once it has committed. */
-  async write<T extends { seq?: number }>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    const result = await withTenantWrite(this.platform.db, tenantId, fn);
-    if (result.seq) this.notifier.notify(tenantId, result.seq);
-    return result;
+  /**
+   * Runs writes in one tenant-write transaction and wakes change streams once it has committed. Writers
+   * that lock the same documents in opposite orders (two batches, say) can deadlock; PostgreSQL aborts one,
+   * and it is run again.
+   */
+  async write<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await withTenantWrite(this.platform.db, tenantId, fn);
+        this.notifier.notify(tenantId);
+        return result;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw err;
+      }
+    }
+  }
+
+  /**
+   * The sequence numbers the tenant's changes got when they committed (they are assigned at commit), and
+   * the tenant's checkpoint after them. Looked up by (collection, id, version), which names one change.
+   */
+  async committed(
+    tenantId: string,
+    docs: Pick<Document, 'collection' | 'id' | 'version'>[],
+  ): Promise<{ seqs: Map<string, number>; checkpoint: Checkpoint }> {
+    return withTenant(this.platform.db, tenantId, async (tx) => {
+      const { rows } = await tx.query<{ collection: string; doc_id: string; version: number; seq: number }>(
+        `SELECT c.collection, c.doc_id, c.version, max(c.seq) AS seq
+           FROM strata_data.changes c
+           JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS k(collection, id, version)
+             ON c.collection = k.collection AND c.doc_id = k.id AND c.version = k.version
+          GROUP BY 1, 2, 3`,
+        [docs.map((d) => d.collection), docs.map((d) => d.id), docs.map((d) => d.version)],
+      );
+      const seqs = new Map(rows.map((r) => [changeKey(r.collection, r.doc_id, r.version), Number(r.seq)]));
+      // Read after the commit: at or above every change of this write (others may have committed since).
+      return { seqs, checkpoint: await readCheckpoint(tx) };
+    });
   }
 
   async #single(access: TenantAccess, op: WriteOp, pre: Preconditions = {}): Promise<WriteResult> {
@@ -108,14 +142,12 @@ export class DocumentService {
     const id = input.id ?? newId();
     const out = await this.write(access.tenantId, async (tx) => {
       if (idempotencyKey) {
-        const before = await recall(tx, 'http', 'http', idempotencyKey, print);
-        if (before) return { replayed: before, seq: 0 };
+        const before = await claim(tx, access.tenantId, 'http', 'http', idempotencyKey, print);
+        if (before) return { replayed: before };
       }
       const result = await applyWrite(tx, ctx, { op: 'create', collection, id, data: input.data });
-      if (idempotencyKey) {
-        await remember(tx, access.tenantId, 'http', idempotencyKey, print, { status: 201, response: result.document });
-      }
-      return { result, seq: result.seq };
+      if (idempotencyKey) await remember(tx, 'http', idempotencyKey, { status: 201, response: result.document });
+      return { result };
     });
     if ('replayed' in out && out.replayed) {
       return { status: out.replayed.status, document: out.replayed.response as Document, replayed: true };
@@ -154,9 +186,8 @@ export class DocumentService {
     operations: BatchOperation[],
   ): Promise<{ results: { op: string; document: Document }[]; checkpoint: Checkpoint }> {
     const ctx = this.#context(access);
-    return this.write(access.tenantId, async (tx) => {
+    const results = await this.write(access.tenantId, async (tx) => {
       const results: { op: string; document: Document }[] = [];
-      let last: WriteResult | undefined;
       for (const [index, o] of operations.entries()) {
         const id = o.id ?? (o.op === 'create' ? newId() : undefined);
         try {
@@ -167,8 +198,8 @@ export class DocumentService {
               : o.op === 'delete'
                 ? { op: 'delete', collection: o.collection, id }
                 : { op: o.op, collection: o.collection, id, data: o.data };
-          last = await applyWrite(tx, ctx, op, o.if_version === undefined ? {} : { ifMatch: o.if_version });
-          results.push({ op: o.op, document: last.document });
+          const done = await applyWrite(tx, ctx, op, o.if_version === undefined ? {} : { ifMatch: o.if_version });
+          results.push({ op: o.op, document: done.document });
         } catch (err) {
           if (!(err instanceof AppError)) throw err;
           throw new AppError('batch_failed', `Operation ${index} (${o.op}) failed: ${err.message}`, {
@@ -177,9 +208,13 @@ export class DocumentService {
           });
         }
       }
-      const checkpoint = last ? { epoch: last.epoch, seq: last.seq } : await readCheckpoint(tx);
-      return { results, checkpoint, seq: last?.seq };
+      return results;
     });
+    const { checkpoint } = await this.committed(
+      access.tenantId,
+      results.map((r) => r.document),
+    );
+    return { results, checkpoint };
   }
 
   async query(tenantId: string, collection: string, input: QueryInput): Promise<QueryResult> {
@@ -277,6 +312,8 @@ export class DocumentService {
     });
   }
 }
+
+export const changeKey = (collection: string, id: string, version: number) => `${collection}/${id}/${version}`;
 
 export async function readCheckpoint(tx: Queryable): Promise<Checkpoint> {
   const { rows } = await tx.query<{ epoch: number; last_seq: number }>(

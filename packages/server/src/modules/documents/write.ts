@@ -77,8 +77,6 @@ export interface WriteContext {
 export interface WriteResult {
   document: Document;
   created: boolean;
-  seq: number;
-  epoch: number;
 }
 
 interface LoadRow {
@@ -196,15 +194,25 @@ function checkDocument(data: unknown, schema: object | null, settings: Collectio
   return { text, size, embedding };
 }
 
+// The collection, the tenant's counts, and the document locked for the rest of the transaction (when it exists).
 const LOAD = `
   SELECT c.json_schema, c.settings, s.doc_count, s.doc_bytes,
          d.version, d.body, d.deleted, d.size_bytes, d.created_at, d.updated_at
     FROM strata_data.collections c
    CROSS JOIN strata_data.tenant_sequences s
-    LEFT JOIN strata_data.documents d ON d.tenant_id = c.tenant_id AND d.collection = c.name AND d.id = $2
+    LEFT JOIN LATERAL (
+      SELECT * FROM strata_data.documents
+       WHERE tenant_id = c.tenant_id AND collection = c.name AND id = $2
+         FOR UPDATE
+    ) d ON true
    WHERE c.name = $1`;
 
-// One statement: the document row, the tenant's sequence and counters, and the change-feed entry.
+/*
+ * One statement: the document row and its change-feed entry. The change gets a temporary negative number;
+ * the tenant's real sequence number (and the count deltas) are applied as the transaction commits (tenant
+ * migration 0005). The upsert only replaces the version it loaded: a document created by a concurrent
+ * writer after the load makes it return no row, and the caller loads again.
+ */
 const WRITE = `
   WITH d AS (
     INSERT INTO strata_data.documents AS doc
@@ -214,17 +222,14 @@ const WRITE = `
       version = EXCLUDED.version, body = EXCLUDED.body, deleted = EXCLUDED.deleted,
       embedding = EXCLUDED.embedding, size_bytes = EXCLUDED.size_bytes, updated_at = now(),
       created_at = CASE WHEN doc.deleted THEN now() ELSE doc.created_at END
+    WHERE doc.version = $4 - 1
     RETURNING id, collection, version, deleted, body, created_at, updated_at
-  ), s AS (
-    UPDATE strata_data.tenant_sequences
-       SET last_seq = last_seq + 1, doc_count = doc_count + $9, doc_bytes = doc_bytes + $10
-     WHERE tenant_id = $1
-    RETURNING epoch, last_seq
   ), c AS (
-    INSERT INTO strata_data.changes (tenant_id, seq, collection, doc_id, version, deleted, body, client_id, mutation_id)
-    SELECT $1, s.last_seq, $2, $3, $4, $6, $5::jsonb, $11, $12 FROM s
+    INSERT INTO strata_data.changes
+           (tenant_id, seq, collection, doc_id, version, deleted, body, client_id, mutation_id, doc_delta, bytes_delta)
+    SELECT $1, -nextval('strata_data.change_placeholders'), $2, $3, $4, $6, $5::jsonb, $11, $12, $9, $10 FROM d
   )
-  SELECT d.*, s.epoch, s.last_seq FROM d, s`;
+  SELECT * FROM d`;
 
 /** Applies one write inside a withTenantWrite transaction. Throws AppError (and writes nothing) when refused. */
 export async function applyWrite(
@@ -233,6 +238,21 @@ export async function applyWrite(
   op: WriteOp,
   pre: Preconditions = {},
 ): Promise<WriteResult> {
+  // A document that did not exist at the load can be created by a concurrent writer before our insert;
+  // the second attempt then finds it, locked, and decides again.
+  for (let attempt = 1; ; attempt++) {
+    const result = await attemptWrite(tx, ctx, op, pre);
+    if (result) return result;
+    if (attempt >= 3) throw new AppError('conflict', `The document "${op.id}" is being created concurrently; retry`);
+  }
+}
+
+async function attemptWrite(
+  tx: Queryable,
+  ctx: WriteContext,
+  op: WriteOp,
+  pre: Preconditions,
+): Promise<WriteResult | undefined> {
   const loaded = await tx.query<LoadRow>(LOAD, [op.collection, op.id]);
   const row = loaded.rows[0];
   if (!row) throw errors.notFound('collection');
@@ -293,7 +313,7 @@ export async function applyWrite(
   if (bytesDelta > 0) ctx.plans.requireQuota(ctx.ent, 'storage_bytes', Number(row.doc_bytes), bytesDelta);
 
   const version = (current?.version ?? 0) + 1;
-  const written = await tx.query<DocumentRow & { epoch: number; last_seq: number }>(WRITE, [
+  const written = await tx.query<DocumentRow>(WRITE, [
     ctx.tenantId,
     op.collection,
     op.id,
@@ -308,6 +328,6 @@ export async function applyWrite(
     ctx.origin?.mutationId ?? null,
   ]);
   const out = written.rows[0];
-  if (!out) throw new Error('document write returned no row');
-  return { document: toDocument(out), created: !live && !deleting, seq: Number(out.last_seq), epoch: out.epoch };
+  if (!out) return undefined;
+  return { document: toDocument(out), created: !live && !deleting };
 }

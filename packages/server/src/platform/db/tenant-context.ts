@@ -39,10 +39,10 @@ export function readInTenant<R>(db: Database, tenantId: string, statement: strin
 }
 
 /**
- * A tenant write: withTenant plus, in the same round trip, the lock on the tenant's row in
- * strata_data.tenant_sequences. Holding it for the whole transaction makes a tenant's writes commit
- * one at a time, so change sequence numbers are gapless and in commit order, and every writer takes
- * its locks in the same order (sequence row first, then documents): no deadlocks between writers.
+ * A tenant write: withTenant, plus (in the same round trip) making sure the tenant's row in
+ * strata_data.tenant_sequences exists. Change rows written in the transaction are numbered from that row
+ * as the transaction commits (tenant migration 0005), which is the only moment writers of one tenant
+ * wait for each other.
  */
 export function withTenantWrite<T>(db: Database, tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   if (!isUuid(tenantId)) throw new AppError('not_found', 'The tenant does not exist');
@@ -50,8 +50,7 @@ export function withTenantWrite<T>(db: Database, tenantId: string, fn: (tx: Quer
   return db.transaction(
     fn,
     `SET LOCAL ROLE ${APP_ROLE}; SELECT set_config('strata.tenant_id', '${id}', true);
-     INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ('${id}') ON CONFLICT (tenant_id) DO NOTHING;
-     SELECT 1 FROM strata_data.tenant_sequences WHERE tenant_id = '${id}' FOR UPDATE;`,
+     INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ('${id}') ON CONFLICT (tenant_id) DO NOTHING;`,
   );
 }
 
