@@ -19,6 +19,11 @@ const Env = Type.Object({
   STRATA_REGIONS: Type.String({ default: 'local', pattern: '^[a-z0-9-]{1,32}(,[a-z0-9-]{1,32})*$' }),
   STRATA_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
   STRATA_MAX_DOCUMENT_BYTES: Type.Integer({ minimum: 64, default: 524_288 }),
+  STRATA_SHARED_DATASTORES: Type.Optional(
+    Type.String({
+      pattern: '^[a-z0-9-]{1,32}=(postgres(ql)?://|pglite:)[^,]+(,[a-z0-9-]{1,32}=(postgres(ql)?://|pglite:)[^,]+)*$',
+    }),
+  ),
   STRATA_AUTH_CACHE_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: 5 }),
   STRATA_SSE_HEARTBEAT_SECONDS: Type.Number({ minimum: 0.05, default: 15 }),
   STRATA_PURGE_GRACE_HOURS: Type.Number({ minimum: 0, default: 720 }),
@@ -42,6 +47,8 @@ export interface Config {
   maxDocumentBytes: number;
   sseHeartbeatSeconds: number;
   authCacheSeconds: number;
+  /** The shared datastore of each region that has its own (region -> postgres:// URL or pglite:<dir>); others use the control database. */
+  sharedDatastores: Record<string, string>;
   purgeGraceHours: number;
   invitationTtlHours: number;
   sessionTtlHours: number;
@@ -75,6 +82,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const e = converted as Static<typeof Env>;
   const dataDir = resolve(e.STRATA_DATA_DIR);
   const regions = e.STRATA_REGIONS.split(',');
+  const sharedDatastores: Record<string, string> = {};
+  for (const entry of e.STRATA_SHARED_DATASTORES?.split(',') ?? []) {
+    const at = entry.indexOf('=');
+    const region = entry.slice(0, at);
+    const target = entry.slice(at + 1);
+    if (!regions.includes(region)) {
+      throw new ConfigError([
+        `STRATA_SHARED_DATASTORES: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`,
+      ]);
+    }
+    sharedDatastores[region] = target.startsWith('pglite:') ? `pglite:${resolve(target.slice(7))}` : target;
+  }
   const config: Config = {
     dataDir,
     databaseUrl: e.DATABASE_URL,
@@ -89,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     maxDocumentBytes: e.STRATA_MAX_DOCUMENT_BYTES,
     sseHeartbeatSeconds: e.STRATA_SSE_HEARTBEAT_SECONDS,
     authCacheSeconds: e.STRATA_AUTH_CACHE_SECONDS,
+    sharedDatastores,
     purgeGraceHours: e.STRATA_PURGE_GRACE_HOURS,
     invitationTtlHours: e.STRATA_INVITATION_TTL_HOURS,
     sessionTtlHours: e.STRATA_SESSION_TTL_HOURS,

@@ -19,6 +19,7 @@ import { documentRoutes } from './modules/documents/routes.js';
 import { DocumentService } from './modules/documents/service.js';
 import { memberRoutes } from './modules/members/routes.js';
 import { MemberService } from './modules/members/service.js';
+import { DatastoreRouter } from './modules/placement/router.js';
 import { loadPlans, syncPlans } from './modules/plans/catalog.js';
 import { PlanCatalog } from './modules/plans/entitlements.js';
 import { planRoutes } from './modules/plans/routes.js';
@@ -79,11 +80,21 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
     (await countOperatorKeys(db)) === 0 ? (await createOperatorKey(db, 'first operator key')).token : undefined;
   const keyring = fileKeyring(config.masterKeyFile);
   const authCache = new AuthCache<unknown, unknown>(config.authCacheSeconds * 1000);
-  const platform: Platform = { config, db, log, plans, mailer: outboxMailer(config.mailDir, log), keyring, authCache };
+  const router = new DatastoreRouter(db, config, log);
+  const platform: Platform = {
+    config,
+    db,
+    router,
+    log,
+    plans,
+    mailer: outboxMailer(config.mailDir, log),
+    keyring,
+    authCache,
+  };
 
   // modules
   const members = new MemberService(platform);
-  const indexes = new IndexManager(db, log);
+  const indexes = new IndexManager(log);
   const tenants = new TenantService(platform, members, indexes);
   const auth = new AuthService(platform);
   const apiKeys = new ApiKeyService(platform);
@@ -151,6 +162,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
     async close() {
       clearInterval(purgeTimer);
       await app.close();
+      await router.close();
       // A database handed in by the caller stays the caller's to close.
       if (!options.db) await db.close();
     },

@@ -32,6 +32,7 @@ describe('loadConfig', () => {
       maxDocumentBytes: 524_288,
       sseHeartbeatSeconds: 15,
       authCacheSeconds: 5,
+      sharedDatastores: {},
       purgeGraceHours: 720,
       invitationTtlHours: 168,
       sessionTtlHours: 24,

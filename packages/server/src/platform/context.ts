@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { AuthCache } from '../modules/auth/cache.js';
+import type { DatastoreRouter } from '../modules/placement/router.js';
 import type { PlanCatalog } from '../modules/plans/entitlements.js';
 import type { Database } from './db/driver.js';
 import type { Keyring } from './keyring.js';
@@ -9,11 +10,14 @@ import type { Mailer } from './mail.js';
 /** What the composition root hands every module. */
 export interface Platform {
   config: Config;
+  /** The control database (tenants, members, credentials). Tenant data is reached through `router`. */
   db: Database;
   log: Logger;
   plans: PlanCatalog;
   mailer: Mailer;
   keyring: Keyring;
+  /** Where each tenant's data lives: every tenant-data access asks it for the tenant's datastore. */
+  router: DatastoreRouter;
   /** Resolved credentials and tenant access, remembered briefly (modules/auth/cache.ts). */
   authCache: AuthCache<unknown, unknown>;
 }

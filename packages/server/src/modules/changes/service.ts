@@ -71,7 +71,7 @@ export class ChangeService {
   ): Promise<ChangePage> {
     const since = input.since ?? 0;
     const limit = input.limit ?? 100;
-    const rows = await withTenant(this.platform.db, tenantId, async (tx) => {
+    const rows = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const r = await tx.query<ChangeRow>(
         `WITH s AS (
            SELECT coalesce(max(epoch), 1) AS epoch, coalesce(max(last_seq), 0) AS last_seq FROM strata_data.tenant_sequences

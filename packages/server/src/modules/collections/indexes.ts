@@ -37,48 +37,54 @@ function scope(tenantId: string, collection: string): string {
 }
 
 export class IndexManager {
-  #pgvector: Promise<boolean> | undefined;
-  constructor(
-    private readonly db: Database,
-    private readonly log: Logger,
-  ) {}
+  readonly #pgvector = new WeakMap<Database, Promise<boolean>>();
+  constructor(private readonly log: Logger) {}
 
-  /** Whether this datastore has pgvector (PGlite ships it; the exact SQL search serves where it is absent). */
-  hasPgvector(): Promise<boolean> {
-    this.#pgvector ??= this.db
-      .query("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
-      .then((r) => r.rows.length > 0);
-    return this.#pgvector;
+  /** Whether a datastore has pgvector (PGlite ships it; the exact SQL search serves where it is absent). */
+  hasPgvector(db: Database): Promise<boolean> {
+    let known = this.#pgvector.get(db);
+    if (!known) {
+      known = db.query("SELECT 1 FROM pg_extension WHERE extname = 'vector'").then((r) => r.rows.length > 0);
+      this.#pgvector.set(db, known);
+    }
+    return known;
   }
 
-  async #build(name: string, ddl: string): Promise<void> {
+  async #build(db: Database, name: string, ddl: string): Promise<void> {
     const started = Date.now();
     try {
-      await this.db.exec(ddl);
+      await db.exec(ddl);
     } catch (err) {
       // A failed concurrent build leaves an invalid index behind; remove it so a retry builds afresh.
-      await this.drop(name).catch(() => {});
+      await this.drop(db, name).catch(() => {});
       throw err;
     }
     this.log.info({ type: 'index.built', index: name, ms: Date.now() - started }, 'index built');
   }
 
-  async ensurePathIndex(tenantId: string, collection: string, index: { name: string; path: string }): Promise<void> {
+  async ensurePathIndex(
+    db: Database,
+    tenantId: string,
+    collection: string,
+    index: { name: string; path: string },
+  ): Promise<void> {
     if (!PATH.test(index.path)) throw new Error('invalid index path');
     const name = indexName('ix', tenantId, collection, index.name);
     const path = `{${index.path.split('.').join(',')}}`;
     await this.#build(
+      db,
       name,
       `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON strata_data.documents ((body #> '${path}'::text[]))
         WHERE ${scope(tenantId, collection)}`,
     );
   }
 
-  async ensureVectorIndex(tenantId: string, collection: string, vector: VectorSettings): Promise<void> {
-    if (!(await this.hasPgvector())) return;
+  async ensureVectorIndex(db: Database, tenantId: string, collection: string, vector: VectorSettings): Promise<void> {
+    if (!(await this.hasPgvector(db))) return;
     if (!Number.isInteger(vector.dimensions)) throw new Error('invalid dimensions');
     const name = indexName('vx', tenantId, collection, `${vector.field}/${vector.dimensions}/${vector.metric}`);
     await this.#build(
+      db,
       name,
       `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON strata_data.documents
          USING hnsw ((embedding::vector(${vector.dimensions})) ${OPS[vector.metric]})
@@ -86,27 +92,27 @@ export class IndexManager {
     );
   }
 
-  async drop(name: string): Promise<void> {
+  async drop(db: Database, name: string): Promise<void> {
     if (!/^strata_(ix|vx)_[0-9a-f]{24}$/.test(name)) throw new Error('invalid index name');
-    await this.db.exec(`DROP INDEX CONCURRENTLY IF EXISTS strata_data.${name}`);
+    await db.exec(`DROP INDEX CONCURRENTLY IF EXISTS strata_data.${name}`);
   }
 
   /** Drops every index scoped to the tenant (run when the tenant is purged). */
-  async dropForTenant(tenantId: string): Promise<number> {
+  async dropForTenant(db: Database, tenantId: string): Promise<number> {
     if (!isUuid(tenantId)) throw new Error('invalid tenant id');
-    const { rows } = await this.db.query<{ indexname: string }>(
+    const { rows } = await db.query<{ indexname: string }>(
       `SELECT indexname FROM pg_indexes
         WHERE schemaname = 'strata_data' AND indexname ~ '^strata_(ix|vx)_' AND strpos(indexdef, $1) > 0`,
       [tenantId.toLowerCase()],
     );
-    for (const r of rows) await this.drop(r.indexname);
+    for (const r of rows) await this.drop(db, r.indexname);
     return rows.length;
   }
 
-  async dropAll(tenantId: string, collection: string, settings: CollectionSettings): Promise<void> {
+  async dropAll(db: Database, tenantId: string, collection: string, settings: CollectionSettings): Promise<void> {
     const names = (settings.indexes ?? []).map((i) => indexName('ix', tenantId, collection, i.name));
     const v = settings.vector;
     if (v) names.push(indexName('vx', tenantId, collection, `${v.field}/${v.dimensions}/${v.metric}`));
-    for (const name of names) await this.drop(name);
+    for (const name of names) await this.drop(db, name);
   }
 }

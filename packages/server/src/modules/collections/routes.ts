@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { NoContent, responses, TenantParams } from '../../platform/http/schema.js';
+import { requireAccess } from '../auth/plugin.js';
 import { INDEX_PATH_PATTERN } from './indexes.js';
 import type { CollectionInput, CollectionService } from './service.js';
 
@@ -67,7 +68,7 @@ export function collectionRoutes(app: FastifyInstance, collections: CollectionSe
         response: responses({ 201: Collection }),
       },
     },
-    async (request, reply) => reply.status(201).send(await collections.create(request.params.tenantId, request.body)),
+    async (request, reply) => reply.status(201).send(await collections.create(requireAccess(request), request.body)),
   );
   app.get<{ Params: { tenantId: string } }>(
     '/v1/tenants/:tenantId/collections',

@@ -4,6 +4,7 @@ import type { Queryable } from '../../platform/db/driver.js';
 import { withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { iso } from '../../platform/ids.js';
+import type { TenantAccess } from '../auth/credentials.js';
 import type { ChangeNotifier } from '../changes/notifier.js';
 import type { CollectionSettings, VectorSettings } from '../documents/write.js';
 import { type IndexManager, indexName } from './indexes.js';
@@ -69,12 +70,13 @@ export class CollectionService {
     private readonly indexes: IndexManager,
   ) {}
 
-  async create(tenantId: string, input: CollectionInput): Promise<Collection> {
+  async create(access: TenantAccess, input: CollectionInput): Promise<Collection> {
+    const { tenantId } = access;
+    const ent = this.platform.plans.entitlements(access.plan.id, access.plan.overrides);
     checkSchema(input.json_schema);
     const vector = vectorOf(input.vector);
     const settings: CollectionSettings = vector ? { vector } : {};
-    const row = await withTenant(this.platform.db, tenantId, async (tx) => {
-      const ent = await this.platform.plans.forTenant(tx, tenantId);
+    const row = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const used = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.collections');
       this.platform.plans.requireQuota(ent, 'collections', used.rows[0]?.n ?? 0);
       const { rows } = await tx.query<CollectionRow>(
@@ -85,12 +87,18 @@ export class CollectionService {
       return rows[0];
     });
     if (!row) throw new AppError('conflict', `A collection named "${input.name}" already exists`);
-    if (vector) await this.indexes.ensureVectorIndex(tenantId, input.name, vector);
+    if (vector)
+      await this.indexes.ensureVectorIndex(
+        await this.platform.router.forTenant(tenantId),
+        tenantId,
+        input.name,
+        vector,
+      );
     return toCollection(row);
   }
 
   async list(tenantId: string): Promise<{ data: Collection[] }> {
-    const rows = await withTenant(this.platform.db, tenantId, async (tx) => {
+    const rows = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const r = await tx.query<CollectionRow>(`SELECT ${COLUMNS} FROM strata_data.collections ORDER BY name`);
       return r.rows;
     });
@@ -98,7 +106,7 @@ export class CollectionService {
   }
 
   async get(tenantId: string, name: string): Promise<Collection> {
-    const row = await withTenant(this.platform.db, tenantId, async (tx) => {
+    const row = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const r = await tx.query<CollectionRow>(`SELECT ${COLUMNS} FROM strata_data.collections WHERE name = $1`, [name]);
       return r.rows[0];
     });
@@ -113,7 +121,7 @@ export class CollectionService {
   ): Promise<Collection> {
     checkSchema(input.json_schema);
     const vector = input.vector === undefined ? undefined : (vectorOf(input.vector) ?? null);
-    const row = await withTenantWrite(this.platform.db, tenantId, async (tx) => {
+    const row = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const current = await loadCollection(tx, name);
       const found = current.rows[0];
       if (!found) return undefined;
@@ -140,13 +148,19 @@ export class CollectionService {
       return r.rows[0];
     });
     if (!row) throw errors.notFound('collection');
-    if (row.settings?.vector) await this.indexes.ensureVectorIndex(tenantId, name, row.settings.vector);
+    if (row.settings?.vector)
+      await this.indexes.ensureVectorIndex(
+        await this.platform.router.forTenant(tenantId),
+        tenantId,
+        name,
+        row.settings.vector,
+      );
     return toCollection(row);
   }
 
   /** Deleting a collection deletes its documents; each gets a tombstone in the change feed so sync clients drop it. */
   async remove(tenantId: string, name: string): Promise<void> {
-    const out = await withTenantWrite(this.platform.db, tenantId, async (tx) => {
+    const out = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const found = await loadCollection(tx, name);
       const collection = found.rows[0];
       if (!collection) return undefined;
@@ -166,12 +180,17 @@ export class CollectionService {
     });
     if (!out) throw errors.notFound('collection');
     this.notifier.notify(tenantId);
-    await this.indexes.dropAll(tenantId, out.collection.name, out.collection.settings ?? {});
+    await this.indexes.dropAll(
+      await this.platform.router.forTenant(tenantId),
+      tenantId,
+      out.collection.name,
+      out.collection.settings ?? {},
+    );
   }
 
   /** Declares an index on a JSON path of the collection's documents; queries filtering or sorting on it use it. */
   async createIndex(tenantId: string, collection: string, input: { name: string; path: string }): Promise<Collection> {
-    const row = await withTenantWrite(this.platform.db, tenantId, async (tx) => {
+    const row = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const found = await loadCollection(tx, collection);
       const current = found.rows[0];
       if (!current) return undefined;
@@ -188,12 +207,12 @@ export class CollectionService {
       return r.rows[0];
     });
     if (!row) throw errors.notFound('collection');
-    await this.indexes.ensurePathIndex(tenantId, collection, input);
+    await this.indexes.ensurePathIndex(await this.platform.router.forTenant(tenantId), tenantId, collection, input);
     return toCollection(row);
   }
 
   async dropIndex(tenantId: string, collection: string, name: string): Promise<void> {
-    const removed = await withTenantWrite(this.platform.db, tenantId, async (tx) => {
+    const removed = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const found = await loadCollection(tx, collection);
       const current = found.rows[0];
       const indexes = current?.settings?.indexes ?? [];
@@ -206,6 +225,9 @@ export class CollectionService {
       return true;
     });
     if (!removed) throw errors.notFound('index');
-    await this.indexes.drop(indexName('ix', tenantId, collection, name));
+    await this.indexes.drop(
+      await this.platform.router.forTenant(tenantId),
+      indexName('ix', tenantId, collection, name),
+    );
   }
 }

@@ -92,7 +92,7 @@ export class DocumentService {
   async write<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await withTenantWrite(this.platform.db, tenantId, fn);
+        const result = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, fn);
         this.notifier.notify(tenantId);
         return result;
       } catch (err) {
@@ -110,7 +110,7 @@ export class DocumentService {
     tenantId: string,
     docs: Pick<Document, 'collection' | 'id' | 'version'>[],
   ): Promise<{ seqs: Map<string, number>; checkpoint: Checkpoint }> {
-    return withTenant(this.platform.db, tenantId, async (tx) => {
+    return withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const { rows } = await tx.query<{ collection: string; doc_id: string; version: number; seq: number }>(
         `SELECT c.collection, c.doc_id, c.version, max(c.seq) AS seq
            FROM strata_data.changes c
@@ -158,7 +158,7 @@ export class DocumentService {
   /** One round trip: collection and id are checked against strict patterns by the route, and again by sqlLiteral. */
   async get(tenantId: string, collection: string, id: string): Promise<Document> {
     const { rows } = await readInTenant<DocumentRow>(
-      this.platform.db,
+      await this.platform.router.forTenant(tenantId),
       tenantId,
       `SELECT id, collection, version, deleted, body, created_at, updated_at FROM strata_data.documents
         WHERE collection = ${sqlLiteral(collection)} AND id = ${sqlLiteral(id)} AND NOT deleted`,
@@ -219,14 +219,18 @@ export class DocumentService {
 
   async query(tenantId: string, collection: string, input: QueryInput): Promise<QueryResult> {
     const q = compileQuery(tenantId, collection, input);
-    const { rows, count, exists } = await withTenant(this.platform.db, tenantId, async (tx) => {
-      const r = await tx.query<DocumentRow & Record<string, unknown>>(q.sql, q.params);
-      const n = input.count ? (await tx.query<{ n: number }>(q.countSql, q.countParams)).rows[0]?.n : undefined;
-      const found =
-        r.rows.length > 0 ||
-        (await tx.query('SELECT 1 FROM strata_data.collections WHERE name = $1', [collection])).rows.length > 0;
-      return { rows: r.rows, count: n, exists: found };
-    });
+    const { rows, count, exists } = await withTenant(
+      await this.platform.router.forTenant(tenantId),
+      tenantId,
+      async (tx) => {
+        const r = await tx.query<DocumentRow & Record<string, unknown>>(q.sql, q.params);
+        const n = input.count ? (await tx.query<{ n: number }>(q.countSql, q.countParams)).rows[0]?.n : undefined;
+        const found =
+          r.rows.length > 0 ||
+          (await tx.query('SELECT 1 FROM strata_data.collections WHERE name = $1', [collection])).rows.length > 0;
+        return { rows: r.rows, count: n, exists: found };
+      },
+    );
     if (!exists) throw errors.notFound('collection');
     const more = rows.length > q.limit;
     const pageRows = more ? rows.slice(0, q.limit) : rows;
@@ -248,7 +252,7 @@ export class DocumentService {
   /** The plan PostgreSQL chooses for a query's page statement, as the tenant, with the same parameters. */
   async explainQuery(tenantId: string, collection: string, input: QueryInput): Promise<string> {
     const q = compileQuery(tenantId, collection, input);
-    const plan = await withTenant(this.platform.db, tenantId, (tx) =>
+    const plan = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, (tx) =>
       tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${q.sql}`, q.params),
     );
     return plan.rows.map((r) => r['QUERY PLAN']).join('\n');
@@ -262,8 +266,9 @@ export class DocumentService {
   ): Promise<{ data: { distance: number; document: Document }[]; exact: boolean }> {
     const fields = checkFields(input.fields);
     const k = input.k ?? 10;
-    const pgvector = !input.exact && (await this.indexes.hasPgvector());
-    return withTenant(this.platform.db, tenantId, async (tx) => {
+    const db = await this.platform.router.forTenant(tenantId);
+    const pgvector = !input.exact && (await this.indexes.hasPgvector(db));
+    return withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
       const found = await tx.query<{ settings: { vector?: VectorSettings } }>(
         'SELECT settings FROM strata_data.collections WHERE name = $1',
         [collection],

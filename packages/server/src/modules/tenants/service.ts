@@ -129,10 +129,11 @@ export class TenantService {
       return rows.map((r) => r.id);
     });
     for (const id of due) {
-      await withTenant(this.platform.db, id, async (tx) => {
+      const db = await this.platform.router.forTenant(id);
+      await withTenant(db, id, async (tx) => {
         for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
       });
-      await this.indexes.dropForTenant(id);
+      await this.indexes.dropForTenant(db, id);
     }
     const purged = await withSystem(this.platform.db, (tx) => store.purgeDue(tx, now));
     if (purged.length > 0) this.platform.log.info({ type: 'tenants.purged', tenant_ids: purged }, 'purged tenants');

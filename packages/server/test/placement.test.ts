@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/platform/db/driver.js';
+import { openPostgres } from '../src/platform/db/pg-driver.js';
+import { driver, type Harness, startHarness } from './harness.js';
+import { adminUrl, databaseUrlFor } from './pg-url.js';
+
+/**
+ * A region with a shared datastore of its own: on PostgreSQL a second database on the same server, on the
+ * embedded defaults a second PGlite directory. Tenants of that region must have their data there and only
+ * there; tenants of the other region must not.
+ */
+
+let h: Harness;
+let regionUrl: string;
+let dropRegion: () => Promise<void> = async () => {};
+
+beforeAll(async () => {
+  if (driver === 'postgres') {
+    const base = process.env.STRATA_TEST_DATABASE_URL as string;
+    const name = `strata_eu_${randomBytes(4).toString('hex')}`;
+    const admin = openPostgres(adminUrl(base), { max: 1 });
+    await admin.exec(`CREATE DATABASE ${name}`);
+    regionUrl = databaseUrlFor(base, name);
+    dropRegion = async () => {
+      await admin.exec(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.close();
+    };
+  } else {
+    regionUrl = `pglite:${mkdtempSync(join(tmpdir(), 'strata-eu-'))}`;
+  }
+  h = await startHarness({ STRATA_REGIONS: 'local,eu', STRATA_SHARED_DATASTORES: `eu=${regionUrl}` });
+});
+afterAll(async () => {
+  await h?.close();
+  await dropRegion();
+});
+
+async function tenantIn(region: string) {
+  const slug = `p${randomBytes(4).toString('hex')}`;
+  const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+    slug,
+    name: slug,
+    plan: 'enterprise',
+    allowed_regions: [region],
+  });
+  expect(created.statusCode, created.body).toBe(201);
+  const id = created.json().id as string;
+  const key = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, {
+    name: 'app',
+    scopes: ['data:write'],
+  });
+  return { id, key: key.json().secret as string, region };
+}
+
+/** Rows of the tenant in a table of a datastore, read directly as the datastore's owner (no tenant context). */
+async function rowsIn(db: Database, table: string, tenantId: string): Promise<number> {
+  const r = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM strata_data.${table} WHERE tenant_id = $1`, [
+    tenantId,
+  ]);
+  return r.rows[0]?.n ?? 0;
+}
+
+describe('regional shared datastores', () => {
+  it("keep a tenant's collections, documents and change feed in its region's datastore only", async () => {
+    const eu = await tenantIn('eu');
+    const local = await tenantIn('local');
+    for (const t of [eu, local]) {
+      const base = `/v1/tenants/${t.id}/collections`;
+      expect(
+        (await h.call(t.key, 'POST', base, { name: 'notes', vector: { field: 'v', dimensions: 2 } })).statusCode,
+      ).toBe(201);
+      const batch = await h.call(t.key, 'POST', `/v1/tenants/${t.id}/batch`, {
+        operations: Array.from({ length: 5 }, (_, i) => ({
+          op: 'create',
+          collection: 'notes',
+          id: `n${i}`,
+          data: { i, v: [i, 1] },
+        })),
+      });
+      expect(batch.statusCode, batch.body).toBe(200);
+      expect((await h.call(t.key, 'POST', `${base}/notes/indexes`, { name: 'by_i', path: 'i' })).statusCode).toBe(201);
+    }
+    const euDb = await h.strata.platform.router.forRegion('eu');
+    const control = h.db;
+    expect(euDb).not.toBe(control);
+
+    for (const table of ['collections', 'documents', 'changes', 'tenant_sequences']) {
+      expect(await rowsIn(euDb, table, eu.id), `eu tenant's ${table} in the eu datastore`).toBeGreaterThan(0);
+      expect(await rowsIn(control, table, eu.id), `eu tenant's ${table} in the control database`).toBe(0);
+      expect(await rowsIn(control, table, local.id), `local tenant's ${table} in the control database`).toBeGreaterThan(
+        0,
+      );
+      expect(await rowsIn(euDb, table, local.id), `local tenant's ${table} in the eu datastore`).toBe(0);
+    }
+    // Its indexes are built there too.
+    const indexes = async (db: Database, tenantId: string) =>
+      (
+        await db.query("SELECT 1 FROM pg_indexes WHERE schemaname = 'strata_data' AND strpos(indexdef, $1) > 0", [
+          tenantId,
+        ])
+      ).rows.length;
+    expect(await indexes(euDb, eu.id)).toBeGreaterThan(0);
+    expect(await indexes(control, eu.id)).toBe(0);
+
+    // The whole data API works against the region's datastore.
+    const docs = `/v1/tenants/${eu.id}/collections/notes/documents`;
+    expect((await h.call(eu.key, 'GET', `${docs}/n3`)).json().data).toEqual({ i: 3, v: [3, 1] });
+    const query = await h.call(eu.key, 'POST', `/v1/tenants/${eu.id}/collections/notes/query`, {
+      filter: { path: 'i', op: 'gte', value: 3 },
+      count: true,
+    });
+    expect(query.json().count).toBe(2);
+    const search = await h.call(eu.key, 'POST', `/v1/tenants/${eu.id}/collections/notes/search`, {
+      vector: [4, 1],
+      k: 1,
+      metric: 'l2',
+    });
+    expect(search.json().data[0].document.id).toBe('n4');
+    const feed = await h.call(eu.key, 'GET', `/v1/tenants/${eu.id}/changes`);
+    expect(feed.json().checkpoint.seq).toBe(5);
+    expect((await h.call(eu.key, 'DELETE', `${docs}/n0`)).statusCode).toBe(204);
+    expect((await h.call(eu.key, 'GET', `/v1/tenants/${eu.id}/changes?since=5`)).json().changes[0]).toMatchObject({
+      id: 'n0',
+      deleted: true,
+    });
+  });
+
+  it("the region's datastore enforces isolation itself: forced row-level security and the same migrations", async () => {
+    const euDb = await h.strata.platform.router.forRegion('eu');
+    const tables = await euDb.query<{ relname: string; forced: boolean }>(
+      `SELECT c.relname, c.relforcerowsecurity AS forced FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'strata_data' AND c.relkind = 'r' ORDER BY 1`,
+    );
+    expect(tables.rows.map((r) => r.relname)).toEqual([
+      'changes',
+      'collections',
+      'documents',
+      'idempotency',
+      'tenant_sequences',
+    ]);
+    expect(tables.rows.every((r) => r.forced)).toBe(true);
+    const applied = await euDb.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM strata.schema_migrations WHERE set_name = 'tenant'",
+    );
+    const expected = await h.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM strata.schema_migrations WHERE set_name = 'tenant'",
+    );
+    expect(applied.rows[0]?.n).toBe(expected.rows[0]?.n);
+    // No control-plane data in a tenant datastore.
+    const control = await euDb.query(
+      "SELECT 1 FROM information_schema.tables WHERE table_schema = 'strata' AND table_name = 'tenants'",
+    );
+    expect(control.rows).toEqual([]);
+  });
+
+  it("purging a tenant removes its data from its region's datastore", async () => {
+    const eu = await tenantIn('eu');
+    await h.call(eu.key, 'POST', `/v1/tenants/${eu.id}/collections`, { name: 'gone' });
+    await h.call(eu.key, 'POST', `/v1/tenants/${eu.id}/collections/gone/documents`, { data: { a: 1 } });
+    const euDb = await h.strata.platform.router.forRegion('eu');
+    expect(await rowsIn(euDb, 'documents', eu.id)).toBe(1);
+    await h.call(h.operatorToken, 'DELETE', `/v1/tenants/${eu.id}`);
+    const later = new Date(Date.now() + (h.config.purgeGraceHours + 1) * 3600_000);
+    expect(await h.strata.services.tenants.purgeDue(later)).toContain(eu.id);
+    for (const table of ['collections', 'documents', 'changes', 'tenant_sequences']) {
+      expect(await rowsIn(euDb, table, eu.id), table).toBe(0);
+    }
+  });
+});
+
+describe('configuration of regional datastores', () => {
+  it('refuses a datastore for a region that is not configured', async () => {
+    const { loadConfig, ConfigError } = await import('../src/config.js');
+    expect(() => loadConfig({ STRATA_REGIONS: 'local', STRATA_SHARED_DATASTORES: 'eu=pglite:/tmp/x' })).toThrow(
+      ConfigError,
+    );
+    expect(() => loadConfig({ STRATA_SHARED_DATASTORES: 'eu=mysql://x' })).toThrow(ConfigError);
+  });
+});
