@@ -20,6 +20,7 @@ import { DocumentService } from './modules/documents/service.js';
 import { memberRoutes } from './modules/members/routes.js';
 import { MemberService } from './modules/members/service.js';
 import { DatastoreRouter } from './modules/placement/router.js';
+import { placementRoutes } from './modules/placement/routes.js';
 import { loadPlans, syncPlans } from './modules/plans/catalog.js';
 import { PlanCatalog } from './modules/plans/entitlements.js';
 import { planRoutes } from './modules/plans/routes.js';
@@ -139,6 +140,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   await app.register(authPlugin, platform);
   healthRoutes(app, platform);
   planRoutes(app, platform);
+  placementRoutes(app, platform);
   tenantRoutes(app, tenants);
   memberRoutes(app, members);
   apiKeyRoutes(app, apiKeys);

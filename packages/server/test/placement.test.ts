@@ -181,3 +181,38 @@ describe('configuration of regional datastores', () => {
     expect(() => loadConfig({ STRATA_SHARED_DATASTORES: 'eu=mysql://x' })).toThrow(ConfigError);
   });
 });
+
+describe('GET /v1/tenants/{t}/datastore-options', () => {
+  it("names what the tenant's plan allows, the plan that would allow the rest, and where the data lives now", async () => {
+    const eu = await tenantIn('eu');
+    const enterprise = (await h.call(eu.key, 'GET', `/v1/tenants/${eu.id}/datastore-options`)).json();
+    expect(enterprise.current).toEqual({ kind: 'shared', region: 'eu', datastore: 'shared:eu' });
+    expect(enterprise.regions).toEqual({ current: 'eu', allowed: ['eu'] });
+    expect(enterprise.options.map((o: { kind: string; allowed: boolean }) => [o.kind, o.allowed])).toEqual([
+      ['shared', true],
+      ['dedicated', true],
+      ['byod', true],
+    ]);
+
+    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: `f${randomBytes(4).toString('hex')}`,
+      name: 'Free',
+      plan: 'free',
+    });
+    const free = created.json().id as string;
+    const options = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${free}/datastore-options`)).json().options;
+    expect(options).toMatchObject([
+      { kind: 'shared', allowed: true, required_plan: null, available: true },
+      { kind: 'dedicated', allowed: false, required_plan: 'professional' },
+      { kind: 'byod', allowed: false, required_plan: 'enterprise' },
+    ]);
+    // An operator grant on the tenant's own plan counts.
+    await h.call(h.operatorToken, 'PATCH', `/v1/tenants/${free}`, {
+      plan_overrides: { features: { dedicated_datastore: true } },
+    });
+    const granted = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${free}/datastore-options`)).json().options;
+    expect(granted[1]).toMatchObject({ kind: 'dedicated', allowed: true, required_plan: null });
+    // Another tenant's key: 404, like a tenant that does not exist.
+    expect((await h.call(eu.key, 'GET', `/v1/tenants/${free}/datastore-options`)).statusCode).toBe(404);
+  });
+});

@@ -46,6 +46,19 @@ export class DatastoreRouter {
     return region;
   }
 
+  /** The regions the tenant's data may be placed in (the operator may change them, so never cached). */
+  async allowedRegionsOf(tenantId: string): Promise<string[]> {
+    const regions = await withSystem(this.control, async (tx) => {
+      const r = await tx.query<{ allowed_regions: string[] }>(
+        'SELECT allowed_regions FROM strata.tenants WHERE id = $1',
+        [tenantId],
+      );
+      return r.rows[0]?.allowed_regions;
+    });
+    if (!regions) throw errors.notFound('tenant');
+    return regions;
+  }
+
   /** The shared datastore of a region. */
   forRegion(region: string): Promise<Database> {
     const target = this.config.sharedDatastores[region];

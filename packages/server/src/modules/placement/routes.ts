@@ -1,0 +1,81 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { Platform } from '../../platform/context.js';
+import { responses, TenantParams } from '../../platform/http/schema.js';
+import type { TenantAccess } from '../auth/credentials.js';
+import { requireAccess } from '../auth/plugin.js';
+
+const tags = ['placement'];
+const security = [{ bearer: [] }];
+
+export const PLACEMENT_KINDS = ['shared', 'dedicated', 'byod'] as const;
+export type PlacementKind = (typeof PLACEMENT_KINDS)[number];
+
+const FEATURE_OF = { dedicated: 'dedicated_datastore', byod: 'byod_datastore' } as const;
+
+const Kind = Type.Union(PLACEMENT_KINDS.map((k) => Type.Literal(k)));
+const DatastoreOptions = Type.Object({
+  current: Type.Object({
+    kind: Kind,
+    region: Type.String(),
+    datastore: Type.String({ description: 'Which datastore: shared:<region> for a shared one' }),
+  }),
+  options: Type.Array(
+    Type.Object({
+      kind: Kind,
+      allowed: Type.Boolean({ description: "Whether the tenant's plan (with its overrides) includes it" }),
+      required_plan: Type.Union([Type.String(), Type.Null()], {
+        description: 'The cheapest plan that includes it, when the current plan does not',
+      }),
+      available: Type.Boolean({ description: 'Whether this deployment offers it today' }),
+      detail: Type.String(),
+    }),
+  ),
+  regions: Type.Object({ current: Type.String(), allowed: Type.Array(Type.String()) }),
+});
+
+/** What the tenant's plan allows for where its data lives, and where it lives now. */
+export async function datastoreOptions(platform: Platform, access: TenantAccess) {
+  const ent = platform.plans.entitlements(access.plan.id, access.plan.overrides);
+  const region = await platform.router.regionOf(access.tenantId);
+  const allowedRegions = await platform.router.allowedRegionsOf(access.tenantId);
+  const options = PLACEMENT_KINDS.map((kind) => {
+    const allowed = kind === 'shared' || ent.features[FEATURE_OF[kind]];
+    const required = allowed ? undefined : platform.plans.cheapestWithFeature(FEATURE_OF[kind as 'dedicated' | 'byod']);
+    const available = kind === 'shared';
+    return {
+      kind,
+      allowed,
+      required_plan: required?.id ?? null,
+      available,
+      detail:
+        kind === 'shared'
+          ? `Shared datastore of region ${region}, isolated by row-level security`
+          : kind === 'dedicated'
+            ? "A database of its own on the operator's servers; moves into it are not offered by this version yet"
+            : "The tenant's own PostgreSQL; connections can be tested (POST .../datastore/test), moves are not offered by this version yet",
+    };
+  });
+  return {
+    current: { kind: 'shared' as const, region, datastore: `shared:${region}` },
+    options,
+    regions: { current: region, allowed: allowedRegions },
+  };
+}
+
+export function placementRoutes(app: FastifyInstance, platform: Platform): void {
+  app.get<{ Params: { tenantId: string } }>(
+    '/v1/tenants/:tenantId/datastore-options',
+    {
+      config: { permission: 'tenant:read' },
+      schema: {
+        tags,
+        security,
+        summary: "Where the tenant's data may live under its plan, and where it lives now",
+        params: TenantParams,
+        response: responses({ 200: DatastoreOptions }),
+      },
+    },
+    async (request) => datastoreOptions(platform, requireAccess(request)),
+  );
+}
