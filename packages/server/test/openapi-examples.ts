@@ -14,6 +14,7 @@ type Schema = {
   minItems?: number;
   minProperties?: number;
   default?: unknown;
+  examples?: unknown[];
 };
 
 let n = 0;
@@ -22,6 +23,7 @@ let n = 0;
 export function exampleFor(schema: Schema | undefined): unknown {
   if (!schema) return undefined;
   if (schema.const !== undefined) return schema.const;
+  if (schema.examples?.length) return schema.examples[0];
   if (schema.enum) return schema.enum[0];
   if (schema.anyOf) return exampleFor(schema.anyOf.find((s) => s.type !== 'null') ?? schema.anyOf[0]);
   const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;

@@ -260,6 +260,9 @@ function bodyFor(key: string, t: TestTenant, schema: object | undefined): unknow
       return { email: `${fresh('invitee')}@${t.slug}.test`, role: 'viewer' };
     case 'POST /v1/tenants/:tenantId/api-keys':
       return { name: fresh('made-by-'), scopes: ['data:read'] };
+    case 'POST /v1/tenants/:tenantId/datastore/test':
+      // Nothing listens on port 1: the test runs and reports the first step failed, quickly.
+      return { url: 'postgresql://app@127.0.0.1:1/app', tls: { mode: 'disable' } };
     case 'POST /v1/tenants/:tenantId/batch':
       return { operations: [{ op: 'create', collection: lastCollection, data: { n: 1 } }] };
     default:

@@ -216,3 +216,52 @@ describe('GET /v1/tenants/{t}/datastore-options', () => {
     expect((await h.call(eu.key, 'GET', `/v1/tenants/${free}/datastore-options`)).statusCode).toBe(404);
   });
 });
+
+describe('POST /v1/tenants/{t}/datastore/test', () => {
+  it('checks the plan first, then the configuration, then reports each connection step', async () => {
+    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: `s${randomBytes(4).toString('hex')}`,
+      name: 'Starter',
+      plan: 'starter',
+    });
+    const starter = created.json().id as string;
+    const body = { url: 'postgresql://app:s3cret-pw@127.0.0.1:1/app', tls: { mode: 'disable' } };
+    const refused = await h.call(h.operatorToken, 'POST', `/v1/tenants/${starter}/datastore/test`, body);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'plan_required', required_plan: 'enterprise' });
+
+    const eu = await tenantIn('eu');
+    const url = `/v1/tenants/${eu.id}/datastore/test`;
+    const unreachable = await h.call(h.operatorToken, 'POST', url, body);
+    expect(unreachable.statusCode, unreachable.body).toBe(200);
+    expect(unreachable.json().ok).toBe(false);
+    expect(unreachable.json().steps[0]).toMatchObject({ step: 'reachable', ok: false, required: true });
+    expect(unreachable.body).not.toContain('s3cret-pw');
+
+    const bad = await h.call(h.operatorToken, 'POST', url, { url: 'postgresql://app@/nodb', tls: { mode: 'bogus' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().code).toBe('validation_failed');
+
+    if (driver === 'postgres') {
+      // The operator's own datastores (here the eu region's) are never a tenant's "own" database.
+      const own = await h.call(h.operatorToken, 'POST', url, { url: regionUrl, tls: { mode: 'disable' } });
+      expect(own.statusCode, own.body).toBe(400);
+      expect(own.json().code).toBe('validation_failed');
+      // A second database on the same server plays the customer's: every required step passes.
+      const customer = await h.call(h.operatorToken, 'POST', url, {
+        url: regionUrl.replace(/\/[^/]+$/, '/postgres'),
+        tls: { mode: 'disable' },
+      });
+      expect(customer.statusCode, customer.body).toBe(200);
+      expect(customer.json().ok).toBe(true);
+      expect(customer.json().steps.map((s: { step: string }) => s.step)).toEqual([
+        'reachable',
+        'authenticated',
+        'version',
+        'create_privilege',
+        'pgvector',
+        'latency',
+      ]);
+    }
+  });
+});

@@ -4,6 +4,7 @@ import type { Platform } from '../../platform/context.js';
 import { responses, TenantParams } from '../../platform/http/schema.js';
 import type { TenantAccess } from '../auth/credentials.js';
 import { requireAccess } from '../auth/plugin.js';
+import { ByodConfig, testByodConnection, validateByodConfig } from './byod-check.js';
 
 const tags = ['placement'];
 const security = [{ bearer: [] }];
@@ -63,7 +64,58 @@ export async function datastoreOptions(platform: Platform, access: TenantAccess)
   };
 }
 
+const ByodStepSchema = Type.Object({
+  step: Type.String(),
+  ok: Type.Boolean(),
+  required: Type.Boolean(),
+  detail: Type.String(),
+  ms: Type.Number(),
+});
+const ByodReportSchema = Type.Object({
+  ok: Type.Boolean({ description: 'Whether every required step passed' }),
+  steps: Type.Array(ByodStepSchema),
+  server_version: Type.Union([Type.String(), Type.Null()]),
+  pgvector: Type.Union([Type.Boolean(), Type.Null()]),
+  latency_ms: Type.Union([Type.Number(), Type.Null()]),
+  warnings: Type.Array(Type.String()),
+});
+
+/** The operator's own datastores, which a tenant may never name as its own database. */
+export function operatorDatastoreUrls(platform: Platform): string[] {
+  const urls = Object.values(platform.config.sharedDatastores).filter((u) => !u.startsWith('pglite:'));
+  return platform.config.databaseUrl ? [platform.config.databaseUrl, ...urls] : urls;
+}
+
 export function placementRoutes(app: FastifyInstance, platform: Platform): void {
+  app.post<{ Params: { tenantId: string }; Body: ByodConfig }>(
+    '/v1/tenants/:tenantId/datastore/test',
+    {
+      config: { permission: 'tenant:update' },
+      schema: {
+        tags,
+        security,
+        summary: "Test a connection to the tenant's own PostgreSQL (bring your own database)",
+        description:
+          'The plan check comes first (403 plan_required). Then the configuration is validated (400 naming each ' +
+          "problem; the operator's own datastores are refused) and each step is reported: reachable, authenticated, " +
+          'version, create_privilege, pgvector, latency. Nothing is stored and the password never appears in the answer.',
+        params: TenantParams,
+        body: ByodConfig,
+        response: responses({ 200: ByodReportSchema }),
+      },
+    },
+    async (request) => {
+      const access = requireAccess(request);
+      platform.plans.requireFeature(
+        platform.plans.entitlements(access.plan.id, access.plan.overrides),
+        'byod_datastore',
+      );
+      const urls = operatorDatastoreUrls(platform);
+      const valid = validateByodConfig(request.body, { operatorDatastoreUrls: urls });
+      return testByodConnection(valid, { operatorDatastoreUrls: urls });
+    },
+  );
+
   app.get<{ Params: { tenantId: string } }>(
     '/v1/tenants/:tenantId/datastore-options',
     {
