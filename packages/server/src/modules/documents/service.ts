@@ -138,10 +138,10 @@ export class DocumentService {
     idempotencyKey?: string,
   ): Promise<{ status: number; document: Document; replayed: boolean }> {
     const ctx = this.#context(access);
-    const print = fingerprint(['create', collection, input]);
     const id = input.id ?? newId();
     const out = await this.write(access.tenantId, async (tx) => {
       if (idempotencyKey) {
+        const print = fingerprint(['create', collection, input]);
         const before = await claim(tx, access.tenantId, 'http', 'http', idempotencyKey, print);
         if (before) return { replayed: before };
       }
