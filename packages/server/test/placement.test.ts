@@ -265,3 +265,38 @@ describe('POST /v1/tenants/{t}/datastore/test', () => {
     }
   });
 });
+
+describe('a region whose datastore cannot be reached', () => {
+  it("answers 503 unavailable with Retry-After for that region's tenants; other regions carry on", async () => {
+    const down = await startHarness({
+      STRATA_REGIONS: 'local,far',
+      STRATA_SHARED_DATASTORES: 'far=postgres://strata@127.0.0.1:1/nowhere',
+    });
+    try {
+      const make = async (region: string) => {
+        const created = await down.call(down.operatorToken, 'POST', '/v1/tenants', {
+          slug: `d${randomBytes(4).toString('hex')}`,
+          name: 'D',
+          plan: 'enterprise',
+          allowed_regions: [region],
+        });
+        expect(created.statusCode, created.body).toBe(201);
+        return created.json().id as string;
+      };
+      const far = await make('far');
+      const r = await down.call(down.operatorToken, 'POST', `/v1/tenants/${far}/collections`, { name: 'x' });
+      expect(r.statusCode, r.body).toBe(503);
+      expect(r.json().code).toBe('unavailable');
+      expect(r.headers['retry-after']).toBe('5');
+      expect(r.body).not.toContain('127.0.0.1:1');
+      // The control plane and the other region are unaffected.
+      expect((await down.call(down.operatorToken, 'GET', `/v1/tenants/${far}`)).statusCode).toBe(200);
+      const local = await make('local');
+      expect(
+        (await down.call(down.operatorToken, 'POST', `/v1/tenants/${local}/collections`, { name: 'x' })).statusCode,
+      ).toBe(201);
+    } finally {
+      await down.close();
+    }
+  });
+});

@@ -36,6 +36,22 @@ interface ValidationIssue {
 }
 
 /** Maps every error, ours or Fastify's, to a problem document with a stable code. Client mistakes never become 500s. */
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE']);
+
+/**
+ * Errors that mean a database could not be reached or went away, rather than a bug: network failures,
+ * PostgreSQL's connection-exception class (08xxx), server shutdowns (57P01-57P03) and too many connections.
+ */
+export function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') {
+    return (
+      error instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(error.message)
+    );
+  }
+  return NETWORK_ERRORS.has(code) || code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code);
+}
+
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | AppError | Error, request, reply) => {
     if (error instanceof AppError) {
@@ -67,6 +83,15 @@ export function installProblemHandlers(app: FastifyInstance): void {
     }
     if (fe instanceof SyntaxError || fe.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') {
       return sendProblem(reply, problemOf('invalid_json', request, fe.message));
+    }
+    if (isUnavailable(error)) {
+      // A datastore that cannot be reached is the server's trouble and usually brief: 503, try again shortly.
+      request.log.error({ err: error, type: 'datastore.unavailable' }, 'datastore unavailable');
+      reply.header('retry-after', '5');
+      return sendProblem(
+        reply,
+        problemOf('unavailable', request, 'The datastore holding this data cannot be reached; retry shortly'),
+      );
     }
     const status = fe.statusCode ?? 500;
     if (status === 413) return sendProblem(reply, problemOf('payload_too_large', request, fe.message));
