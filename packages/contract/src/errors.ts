@@ -27,6 +27,8 @@ export const ERROR_CATALOG = {
   last_owner: { status: 409, title: 'A tenant must keep at least one owner' },
   invitation_invalid: { status: 410, title: 'The invitation is expired, used or revoked' },
   token_invalid: { status: 401, title: 'The token is expired, used or unknown' },
+  datastore_test_failed: { status: 422, title: 'The datastore failed its connection test' },
+  move_required: { status: 409, title: 'The tenant has data; changing its placement needs a move' },
   region_not_allowed: { status: 422, title: 'The region is not allowed' },
   unknown_plan: { status: 422, title: 'The plan does not exist' },
   rate_limited: { status: 429, title: 'Too many requests' },

@@ -81,7 +81,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
     (await countOperatorKeys(db)) === 0 ? (await createOperatorKey(db, 'first operator key')).token : undefined;
   const keyring = fileKeyring(config.masterKeyFile);
   const authCache = new AuthCache<unknown, unknown>(config.authCacheSeconds * 1000);
-  const router = new DatastoreRouter(db, config, log);
+  const router = new DatastoreRouter(db, config, keyring, log);
   const platform: Platform = {
     config,
     db,

@@ -300,3 +300,108 @@ describe('a region whose datastore cannot be reached', () => {
     }
   });
 });
+
+describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/datastore: bring your own database', () => {
+  let customerUrl: string;
+  let customerDb: Database;
+  let dropCustomer: () => Promise<void>;
+  beforeAll(async () => {
+    const base = process.env.STRATA_TEST_DATABASE_URL as string;
+    const name = `strata_cust_${randomBytes(4).toString('hex')}`;
+    const admin = openPostgres(adminUrl(base), { max: 1 });
+    await admin.exec(`CREATE DATABASE ${name}`);
+    // The password is ignored by this server's trust authentication; it is here to show it is never shown.
+    const url = new URL(databaseUrlFor(base, name));
+    url.password = 'pw-s3cret';
+    customerUrl = url.toString();
+    customerDb = openPostgres(databaseUrlFor(base, name), { max: 1 });
+    dropCustomer = async () => {
+      await customerDb.close();
+      await admin.exec(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.close();
+    };
+  });
+  afterAll(async () => {
+    await dropCustomer?.();
+  });
+
+  const choose = (tenantId: string, body: unknown) =>
+    h.call(h.operatorToken, 'PUT', `/v1/tenants/${tenantId}/datastore`, body);
+
+  it("puts a new enterprise tenant's data in its own database only, keeping the credentials sealed", async () => {
+    const t = await tenantIn('local');
+    const chosen = await choose(t.id, { kind: 'byod', config: { url: customerUrl, tls: { mode: 'disable' } } });
+    expect(chosen.statusCode, chosen.body).toBe(200);
+    expect(chosen.json().current).toMatchObject({ kind: 'byod', region: 'local' });
+    expect(chosen.json().current.url).toContain('***');
+    expect(chosen.body).not.toContain('pw-s3cret');
+
+    const base = `/v1/tenants/${t.id}/collections`;
+    expect((await h.call(t.key, 'POST', base, { name: 'mine' })).statusCode).toBe(201);
+    for (let i = 0; i < 3; i++) {
+      expect((await h.call(t.key, 'POST', `${base}/mine/documents`, { id: `d${i}`, data: { i } })).statusCode).toBe(
+        201,
+      );
+    }
+    expect((await h.call(t.key, 'GET', `${base}/mine/documents/d2`)).json().data).toEqual({ i: 2 });
+    expect(await rowsIn(customerDb, 'documents', t.id)).toBe(3);
+    expect(await rowsIn(customerDb, 'changes', t.id)).toBe(3);
+    expect(await rowsIn(h.db, 'documents', t.id)).toBe(0);
+    expect(await rowsIn(h.db, 'collections', t.id)).toBe(0);
+
+    // In the control database only an envelope-encrypted blob and the redacted URL.
+    const stored = await h.db.query<{ config_ciphertext: string; display_url: string }>(
+      'SELECT config_ciphertext, display_url FROM strata.datastores WHERE owner_tenant = $1',
+      [t.id],
+    );
+    expect(stored.rows).toHaveLength(1);
+    expect(stored.rows[0]?.config_ciphertext).not.toContain('pw-s3cret');
+    expect(stored.rows[0]?.config_ciphertext).not.toContain('strata_cust_');
+    expect(stored.rows[0]?.display_url).not.toContain('pw-s3cret');
+
+    // With data in place, a change of placement needs a move, which this version does not do.
+    const back = await choose(t.id, { kind: 'shared' });
+    expect(back.statusCode).toBe(409);
+    expect(back.json().code).toBe('move_required');
+    expect(await rowsIn(customerDb, 'documents', t.id)).toBe(3);
+  });
+
+  it('checks the plan first and refuses a database that fails its test, storing nothing', async () => {
+    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: `b${randomBytes(4).toString('hex')}`,
+      name: 'Pro',
+      plan: 'professional',
+    });
+    const pro = created.json().id as string;
+    const refused = await choose(pro, { kind: 'byod', config: { url: customerUrl, tls: { mode: 'disable' } } });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'plan_required', required_plan: 'enterprise' });
+
+    const t = await tenantIn('local');
+    const failed = await choose(t.id, {
+      kind: 'byod',
+      config: { url: 'postgresql://app:pw-s3cret@127.0.0.1:1/app', tls: { mode: 'disable' } },
+    });
+    expect(failed.statusCode).toBe(422);
+    expect(failed.json().code).toBe('datastore_test_failed');
+    expect(failed.json().report.steps[0]).toMatchObject({ step: 'reachable', ok: false });
+    expect(failed.body).not.toContain('pw-s3cret');
+    const rows = await h.db.query('SELECT 1 FROM strata.datastores WHERE owner_tenant = $1', [t.id]);
+    expect(rows.rows).toEqual([]);
+    expect((await h.call(t.key, 'GET', `/v1/tenants/${t.id}/datastore-options`)).json().current.kind).toBe('shared');
+  });
+
+  it('a tenant without data can go back to the shared datastore; its registration is removed', async () => {
+    const t = await tenantIn('local');
+    expect(
+      (await choose(t.id, { kind: 'byod', config: { url: customerUrl, tls: { mode: 'disable' } } })).statusCode,
+    ).toBe(200);
+    const back = await choose(t.id, { kind: 'shared' });
+    expect(back.statusCode, back.body).toBe(200);
+    expect(back.json().current).toEqual({ kind: 'shared', region: 'local', datastore: 'shared:local' });
+    const rows = await h.db.query('SELECT 1 FROM strata.datastores WHERE owner_tenant = $1', [t.id]);
+    expect(rows.rows).toEqual([]);
+    expect((await h.call(t.key, 'POST', `/v1/tenants/${t.id}/collections`, { name: 'here' })).statusCode).toBe(201);
+    expect(await rowsIn(h.db, 'collections', t.id)).toBe(1);
+  });
+});

@@ -386,6 +386,21 @@ function tlsOptions(tls: ByodTls): false | ConnectionOptions {
   return tls.ca ? { rejectUnauthorized: true, ca: tls.ca } : { rejectUnauthorized: true };
 }
 
+/** Connection settings for a pool on a validated configuration (the password passed as a function, as above). */
+export function byodPoolConfig(config: ValidByodConfig): pg.PoolConfig {
+  const { target } = parseTenantUrl(config.url);
+  if (!target) throw new Error('byodPoolConfig: configuration was not validated');
+  return {
+    host: target.host,
+    port: target.port,
+    database: target.database,
+    user: target.user,
+    password: () => target.password,
+    ssl: tlsOptions(config.tls),
+    application_name: 'strata',
+  };
+}
+
 /** TCP alone, so "nothing answers" is told apart from everything that can go wrong after it. */
 function probeTcp(target: Target, timeoutMs: number): Promise<Outcome> {
   const where = displayHost(target);

@@ -6,44 +6,117 @@ import { openPostgres } from '../../platform/db/pg-driver.js';
 import { openPglite } from '../../platform/db/pglite-driver.js';
 import { withSystem } from '../../platform/db/tenant-context.js';
 import { errors } from '../../platform/errors.js';
+import type { Keyring } from '../../platform/keyring.js';
+import { byodPoolConfig, type ValidByodConfig } from './byod-check.js';
 
 /**
  * Where a tenant's data lives. Every access to tenant data (documents, collections, the change feed,
  * indexes) asks this router for the tenant's datastore; nothing opens "the" database for tenant data.
  *
- * Today a tenant's datastore is the shared datastore of its data region: the one configured for the
- * region in STRATA_SHARED_DATASTORES, or the control database for regions without one. A tenant's region
- * cannot change through the API (changing it is a move), so the lookup is cached for the life of the
- * process. Datastores are opened on first use and brought to the latest tenant migrations then.
+ * A tenant's datastore is either one registered for it (strata.datastores: its own database) or the
+ * shared datastore of its data region: the one configured for the region in STRATA_SHARED_DATASTORES, or
+ * the control database for regions without one. The lookup is cached; placement changes call
+ * invalidate(). Datastores are opened on first use and brought to the latest tenant migrations then.
  */
+export interface Placement {
+  region: string;
+  /** A datastore of the tenant's own (registry id), or null for its region's shared datastore. */
+  datastoreId: string | null;
+  kind: 'shared' | 'dedicated' | 'byod';
+  displayUrl: string | null;
+}
+
 export class DatastoreRouter {
-  readonly #regionOf = new Map<string, string>();
+  readonly #placements = new Map<string, { placement: Placement; until: number }>();
+  /**
+   * How long a node trusts its cached placement. This node forgets at once on a change (invalidate());
+   * other nodes within this time, until placement changes are announced on the event bus.
+   */
+  static readonly CACHE_MS = 5_000;
   readonly #open = new Map<string, Promise<Database>>();
 
   constructor(
     private readonly control: Database,
     private readonly config: Pick<Config, 'sharedDatastores'>,
+    private readonly keyring: Keyring,
     private readonly log: Logger,
   ) {}
 
   /** The database holding the tenant's data. 404 for an unknown tenant. */
   async forTenant(tenantId: string): Promise<Database> {
-    return this.forRegion(await this.regionOf(tenantId));
+    const placement = await this.placementOf(tenantId);
+    if (!placement.datastoreId) return this.forRegion(placement.region);
+    return this.forDatastore(placement.datastoreId);
   }
 
   async regionOf(tenantId: string): Promise<string> {
-    let region = this.#regionOf.get(tenantId);
-    if (!region) {
-      region = await withSystem(this.control, async (tx) => {
-        const r = await tx.query<{ data_region: string }>('SELECT data_region FROM strata.tenants WHERE id = $1', [
-          tenantId,
-        ]);
-        return r.rows[0]?.data_region;
+    return (await this.placementOf(tenantId)).region;
+  }
+
+  /** Where the tenant's data lives (cached briefly; placement changes call invalidate()). */
+  async placementOf(tenantId: string): Promise<Placement> {
+    const cached = this.#placements.get(tenantId);
+    let placement = cached && cached.until > Date.now() ? cached.placement : undefined;
+    if (!placement) {
+      const row = await withSystem(this.control, async (tx) => {
+        const r = await tx.query<{
+          data_region: string;
+          id: string | null;
+          kind: Placement['kind'] | null;
+          display_url: string | null;
+        }>(
+          `SELECT t.data_region, d.id, d.kind, d.display_url
+             FROM strata.tenants t LEFT JOIN strata.datastores d ON d.id = t.datastore_id
+            WHERE t.id = $1`,
+          [tenantId],
+        );
+        return r.rows[0];
       });
-      if (!region) throw errors.notFound('tenant');
-      this.#regionOf.set(tenantId, region);
+      if (!row) throw errors.notFound('tenant');
+      placement = {
+        region: row.data_region,
+        datastoreId: row.id,
+        kind: row.kind ?? 'shared',
+        displayUrl: row.display_url,
+      };
+      this.#placements.set(tenantId, { placement, until: Date.now() + DatastoreRouter.CACHE_MS });
     }
-    return region;
+    return placement;
+  }
+
+  /** Forgets the tenant's cached placement (after it changed). */
+  invalidate(tenantId: string): void {
+    this.#placements.delete(tenantId);
+  }
+
+  /** A registered datastore, opened from its decrypted settings. */
+  forDatastore(id: string): Promise<Database> {
+    const key = `datastore:${id}`;
+    let db = this.#open.get(key);
+    if (!db) {
+      db = withSystem(this.control, async (tx) => {
+        const r = await tx.query<{ config_ciphertext: string; region: string }>(
+          'SELECT config_ciphertext, region FROM strata.datastores WHERE id = $1',
+          [id],
+        );
+        return r.rows[0];
+      }).then((row) => {
+        if (!row) throw new Error(`datastore ${id} is not registered`);
+        const settings = JSON.parse(this.keyring.decrypt(row.config_ciphertext, key)) as ValidByodConfig;
+        return this.#connect(row.region, openPostgres(byodPoolConfig(settings)));
+      });
+      this.#open.set(key, db);
+      db.catch(() => this.#open.delete(key));
+    }
+    return db;
+  }
+
+  /** Closes a registered datastore's connections (after the tenant left it). */
+  async release(id: string): Promise<void> {
+    const key = `datastore:${id}`;
+    const db = this.#open.get(key);
+    this.#open.delete(key);
+    await (await db?.catch(() => undefined))?.close();
   }
 
   /** The regions the tenant's data may be placed in (the operator may change them, so never cached). */
@@ -65,7 +138,11 @@ export class DatastoreRouter {
     if (!target) return Promise.resolve(this.control);
     let db = this.#open.get(target);
     if (!db) {
-      db = this.#connect(region, target);
+      db = (async () =>
+        this.#connect(
+          region,
+          target.startsWith('pglite:') ? await openPglite({ dataDir: target.slice(7) }) : openPostgres(target),
+        ))();
       this.#open.set(target, db);
       // A datastore that could not be opened is tried again on the next request, not remembered broken.
       db.catch(() => this.#open.delete(target));
@@ -79,8 +156,8 @@ export class DatastoreRouter {
     return [this.control, ...(await Promise.all(regions.map((r) => this.forRegion(r))))];
   }
 
-  async #connect(region: string, target: string): Promise<Database> {
-    const db = target.startsWith('pglite:') ? await openPglite({ dataDir: target.slice(7) }) : openPostgres(target);
+  /** Brings a datastore to the latest tenant migrations; closes it again if that fails. */
+  async #connect(region: string, db: Database): Promise<Database> {
     try {
       const { applied } = await migrate(db, ['tenant']);
       this.log.info({ type: 'datastore.opened', region, migrations_applied: applied.length }, 'datastore opened');

@@ -1,10 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Platform } from '../../platform/context.js';
+import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
+import { AppError } from '../../platform/errors.js';
 import { responses, TenantParams } from '../../platform/http/schema.js';
+import { newId } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
 import { requireAccess } from '../auth/plugin.js';
-import { ByodConfig, testByodConnection, validateByodConfig } from './byod-check.js';
+import { ByodConfig, redactUrl, testByodConnection, type ValidByodConfig, validateByodConfig } from './byod-check.js';
 
 const tags = ['placement'];
 const security = [{ bearer: [] }];
@@ -19,7 +22,8 @@ const DatastoreOptions = Type.Object({
   current: Type.Object({
     kind: Kind,
     region: Type.String(),
-    datastore: Type.String({ description: 'Which datastore: shared:<region> for a shared one' }),
+    datastore: Type.String({ description: 'Which datastore: shared:<region>, or byod:<id>' }),
+    url: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Its URL, password hidden' })),
   }),
   options: Type.Array(
     Type.Object({
@@ -43,7 +47,7 @@ export async function datastoreOptions(platform: Platform, access: TenantAccess)
   const options = PLACEMENT_KINDS.map((kind) => {
     const allowed = kind === 'shared' || ent.features[FEATURE_OF[kind]];
     const required = allowed ? undefined : platform.plans.cheapestWithFeature(FEATURE_OF[kind as 'dedicated' | 'byod']);
-    const available = kind === 'shared';
+    const available = kind !== 'dedicated';
     return {
       kind,
       allowed,
@@ -54,11 +58,19 @@ export async function datastoreOptions(platform: Platform, access: TenantAccess)
           ? `Shared datastore of region ${region}, isolated by row-level security`
           : kind === 'dedicated'
             ? "A database of its own on the operator's servers; moves into it are not offered by this version yet"
-            : "The tenant's own PostgreSQL; connections can be tested (POST .../datastore/test), moves are not offered by this version yet",
+            : "The tenant's own PostgreSQL: test it (POST .../datastore/test), choose it (PUT .../datastore) while the tenant has no data",
     };
   });
+  const placement = await platform.router.placementOf(access.tenantId);
   return {
-    current: { kind: 'shared' as const, region, datastore: `shared:${region}` },
+    current: placement.datastoreId
+      ? {
+          kind: placement.kind,
+          region,
+          datastore: `${placement.kind}:${placement.datastoreId}`,
+          url: placement.displayUrl,
+        }
+      : { kind: 'shared' as const, region, datastore: `shared:${region}` },
     options,
     regions: { current: region, allowed: allowedRegions },
   };
@@ -86,7 +98,106 @@ export function operatorDatastoreUrls(platform: Platform): string[] {
   return platform.config.databaseUrl ? [platform.config.databaseUrl, ...urls] : urls;
 }
 
+/** The tenant has data where it is now (any collection): changing placement then needs a move. */
+async function hasData(platform: Platform, tenantId: string): Promise<boolean> {
+  const db = await platform.router.forTenant(tenantId);
+  const r = await withTenant(db, tenantId, (tx) => tx.query('SELECT 1 FROM strata_data.collections LIMIT 1'));
+  return r.rows.length > 0;
+}
+
+type Choice = { kind: 'shared' } | { kind: 'byod'; config: ByodConfig };
+
+/**
+ * Chooses where the tenant's data lives. The plan check comes first, then (for BYOD) validation and the
+ * connection test; the target is brought to the tenant migrations before the tenant is pointed at it.
+ * This version changes the placement only of a tenant without data (at onboarding); live moves of a
+ * tenant with data come with the move machinery.
+ */
+async function choosePlacement(platform: Platform, access: TenantAccess, choice: Choice) {
+  const { tenantId } = access;
+  const ent = platform.plans.entitlements(access.plan.id, access.plan.overrides);
+  if (choice.kind === 'byod') platform.plans.requireFeature(ent, 'byod_datastore');
+  const current = await platform.router.placementOf(tenantId);
+  if (choice.kind === 'shared' && !current.datastoreId) return datastoreOptions(platform, access);
+  let valid: ValidByodConfig | undefined;
+  if (choice.kind === 'byod') {
+    const urls = operatorDatastoreUrls(platform);
+    valid = validateByodConfig(choice.config, { operatorDatastoreUrls: urls });
+    const report = await testByodConnection(valid, { operatorDatastoreUrls: urls });
+    if (!report.ok) {
+      throw new AppError('datastore_test_failed', 'The database failed a required step of the connection test', {
+        report,
+      });
+    }
+  }
+  if (await hasData(platform, tenantId)) {
+    throw new AppError(
+      'move_required',
+      'The tenant already has collections where it is; this version changes placement only for a tenant without data',
+      { current: current.kind },
+    );
+  }
+  const previous = current.datastoreId;
+  if (valid) {
+    const id = newId();
+    const sealed = platform.keyring.encrypt(JSON.stringify(valid), `datastore:${id}`);
+    await withSystem(platform.db, (tx) =>
+      tx.query(
+        `INSERT INTO strata.datastores (id, kind, owner_tenant, region, config_ciphertext, display_url)
+         VALUES ($1, 'byod', $2, $3, $4, $5)`,
+        [id, tenantId, current.region, sealed, redactUrl(valid.url)],
+      ),
+    );
+    try {
+      await platform.router.forDatastore(id); // migrated before any request is routed there
+    } catch (err) {
+      await withSystem(platform.db, (tx) => tx.query('DELETE FROM strata.datastores WHERE id = $1', [id]));
+      throw err;
+    }
+    await setDatastore(platform, tenantId, id);
+  } else {
+    await setDatastore(platform, tenantId, null);
+  }
+  if (previous) {
+    await platform.router.release(previous);
+    await withSystem(platform.db, (tx) => tx.query('DELETE FROM strata.datastores WHERE id = $1', [previous]));
+  }
+  platform.log.info({ type: 'placement.changed', tenant_id: tenantId, kind: choice.kind }, 'placement changed');
+  return datastoreOptions(platform, access);
+}
+
+async function setDatastore(platform: Platform, tenantId: string, id: string | null) {
+  await withSystem(platform.db, (tx) =>
+    tx.query('UPDATE strata.tenants SET datastore_id = $2, updated_at = now() WHERE id = $1', [tenantId, id]),
+  );
+  platform.router.invalidate(tenantId);
+}
+
 export function placementRoutes(app: FastifyInstance, platform: Platform): void {
+  app.put<{ Params: { tenantId: string }; Body: Choice }>(
+    '/v1/tenants/:tenantId/datastore',
+    {
+      config: { permission: 'tenant:update' },
+      schema: {
+        tags,
+        security,
+        summary: "Choose where the tenant's data lives",
+        description:
+          '`{"kind": "byod", "config": {...}}` or `{"kind": "shared"}`. The plan check comes first (403 plan_required), ' +
+          'then validation and the connection test (422 datastore_test_failed with the report). This version changes ' +
+          'the placement only of a tenant without data (409 move_required otherwise). The credentials are stored ' +
+          'envelope-encrypted and never returned.',
+        params: TenantParams,
+        body: Type.Union([
+          Type.Object({ kind: Type.Literal('shared') }, { additionalProperties: false }),
+          Type.Object({ kind: Type.Literal('byod'), config: ByodConfig }, { additionalProperties: false }),
+        ]),
+        response: responses({ 200: DatastoreOptions }),
+      },
+    },
+    async (request) => choosePlacement(platform, requireAccess(request), request.body),
+  );
+
   app.post<{ Params: { tenantId: string }; Body: ByodConfig }>(
     '/v1/tenants/:tenantId/datastore/test',
     {

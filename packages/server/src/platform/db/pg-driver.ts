@@ -16,8 +16,12 @@ function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   };
 }
 
-export function openPostgres(url: string, options: { max?: number } = {}): Database & { pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
+export function openPostgres(
+  url: string | pg.PoolConfig,
+  options: { max?: number } = {},
+): Database & { pool: pg.Pool } {
+  const settings = typeof url === 'string' ? { connectionString: url } : url;
+  const pool = new pg.Pool({ ...settings, max: options.max ?? 10 });
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {});
   const outer = wrap(pool);
