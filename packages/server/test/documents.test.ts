@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forgetExpired } from '../src/modules/documents/idempotency.js';
 import { withTenant } from '../src/platform/db/tenant-context.js';
-import { createTenant, type Harness, startHarness, type TestTenant } from './harness.js';
+import { createTenant, driver, type Harness, startHarness, type TestTenant } from './harness.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -317,4 +317,43 @@ describe('documents that JSON allows but a datastore cannot hold', () => {
     expect(await countRows(t.id, 'strata_data.documents')).toBe(0);
     expect((await raw('{"data":{"emoji":"\\ud83d\\ude00","n":1e300}}')).statusCode).toBe(201);
   });
+});
+
+describe('a write that cannot get its lock', () => {
+  // The embedded database is one session: nothing else can hold a lock there, so this runs on PostgreSQL.
+  it.skipIf(driver !== 'postgres')(
+    'gives up after the lock timeout with 503 and Retry-After instead of hanging, and changes nothing',
+    async () => {
+      const { t, base } = await withCollection();
+      await h.call(t.adminKey, 'POST', base, { id: 'held', data: { n: 1 } });
+      const { openPostgres } = await import('../src/platform/db/pg-driver.js');
+      const other = openPostgres(h.url as string, { max: 1 });
+      try {
+        let release: () => void = () => {};
+        const held = new Promise<void>((r) => {
+          release = r;
+        });
+        let locked: () => void = () => {};
+        const isLocked = new Promise<void>((r) => {
+          locked = r;
+        });
+        const holder = other.transaction(async (tx) => {
+          await tx.query("SELECT 1 FROM strata_data.documents WHERE id = 'held' FOR UPDATE");
+          locked();
+          await held;
+        });
+        await isLocked;
+        const r = await h.call(t.adminKey, 'PUT', `${base}/held`, { data: { n: 2 } });
+        release();
+        await holder;
+        expect(r.statusCode, r.body).toBe(503);
+        expect(r.json().code).toBe('unavailable');
+        expect(r.headers['retry-after']).toBe('5');
+        expect((await h.call(t.adminKey, 'GET', `${base}/held`)).json()).toMatchObject({ version: 1, data: { n: 1 } });
+      } finally {
+        await other.close();
+      }
+    },
+    20_000,
+  );
 });

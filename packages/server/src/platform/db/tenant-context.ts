@@ -44,12 +44,19 @@ export function readInTenant<R>(db: Database, tenantId: string, statement: strin
  * as the transaction commits (tenant migration 0005), which is the only moment writers of one tenant
  * wait for each other.
  */
+/**
+ * How long a write waits for a lock (a document another write holds, the tenant's sequence row while
+ * another commit completes) before it gives up with 503 and Retry-After instead of hanging.
+ */
+export const WRITE_LOCK_TIMEOUT = '5s';
+
 export function withTenantWrite<T>(db: Database, tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   if (!isUuid(tenantId)) throw new AppError('not_found', 'The tenant does not exist');
   const id = tenantId.toLowerCase();
   return db.transaction(
     fn,
     `SET LOCAL ROLE ${APP_ROLE}; SELECT set_config('strata.tenant_id', '${id}', true);
+     SET LOCAL lock_timeout = '${WRITE_LOCK_TIMEOUT}';
      INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ('${id}') ON CONFLICT (tenant_id) DO NOTHING;`,
   );
 }

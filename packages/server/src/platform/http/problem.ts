@@ -40,7 +40,8 @@ const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOS
 
 /**
  * Errors that mean a database could not be reached or went away, rather than a bug: network failures,
- * PostgreSQL's connection-exception class (08xxx), server shutdowns (57P01-57P03) and too many connections.
+ * PostgreSQL's connection-exception class (08xxx), server shutdowns (57P01-57P03), too many connections,
+ * and a lock not granted in time.
  */
 export function isUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
@@ -49,7 +50,10 @@ export function isUnavailable(error: unknown): boolean {
       error instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(error.message)
     );
   }
-  return NETWORK_ERRORS.has(code) || code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code);
+  // 55P03: a lock was not granted within lock_timeout (a write waiting on a long-held tenant lock).
+  return (
+    NETWORK_ERRORS.has(code) || code.startsWith('08') || ['57P01', '57P02', '57P03', '53300', '55P03'].includes(code)
+  );
 }
 
 export function installProblemHandlers(app: FastifyInstance): void {
@@ -85,7 +89,8 @@ export function installProblemHandlers(app: FastifyInstance): void {
       return sendProblem(reply, problemOf('invalid_json', request, fe.message));
     }
     if (isUnavailable(error)) {
-      // A datastore that cannot be reached is the server's trouble and usually brief: 503, try again shortly.
+      // A datastore that cannot be reached (or a lock not granted in time) is the server's trouble and usually
+      // brief: 503, try again shortly.
       request.log.error({ err: error, type: 'datastore.unavailable' }, 'datastore unavailable');
       reply.header('retry-after', '5');
       return sendProblem(
