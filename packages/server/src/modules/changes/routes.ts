@@ -151,7 +151,7 @@ export function changeRoutes(
               Type.Number({
                 minimum: 0.05,
                 maximum: 86_400,
-                default: 3600,
+                default: 300,
                 description:
                   'Close the stream after this long; clients reconnect with Last-Event-ID (credentials are checked again)',
               }),
@@ -259,7 +259,7 @@ export function changeRoutes(
           res.end();
           setTimeout(() => res.destroy(), 10_000).unref();
         },
-        (request.query.max_seconds ?? 3600) * 1000,
+        (request.query.max_seconds ?? 300) * 1000,
       );
       const cleanup = () => {
         closed = true;
