@@ -19,8 +19,9 @@ import { documentRoutes } from './modules/documents/routes.js';
 import { DocumentService } from './modules/documents/service.js';
 import { memberRoutes } from './modules/members/routes.js';
 import { MemberService } from './modules/members/service.js';
+import { MoveService } from './modules/placement/move.js';
 import { DatastoreRouter } from './modules/placement/router.js';
-import { placementRoutes } from './modules/placement/routes.js';
+import { moveRoutes, placementRoutes } from './modules/placement/routes.js';
 import { loadPlans, syncPlans } from './modules/plans/catalog.js';
 import { PlanCatalog } from './modules/plans/entitlements.js';
 import { planRoutes } from './modules/plans/routes.js';
@@ -49,6 +50,7 @@ export interface Strata {
     collections: CollectionService;
     documents: DocumentService;
     changes: ChangeService;
+    moves: MoveService;
   };
   /** Set when this boot created the first operator key: the only time its secret is shown. */
   firstOperatorKey: string | undefined;
@@ -103,6 +105,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const collections = new CollectionService(platform, notifier, indexes);
   const documents = new DocumentService(platform, notifier, indexes);
   const changes = new ChangeService(platform, documents);
+  const moves = new MoveService(platform, indexes);
 
   // http
   const app: FastifyInstance = Fastify({
@@ -141,6 +144,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   healthRoutes(app, platform);
   planRoutes(app, platform);
   placementRoutes(app, platform);
+  moveRoutes(app, moves);
   tenantRoutes(app, tenants);
   memberRoutes(app, members);
   apiKeyRoutes(app, apiKeys);
@@ -149,6 +153,8 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   documentRoutes(app, documents);
   changeRoutes(app, platform, changes, notifier);
   await app.ready();
+  // A move interrupted by a restart is finished or undone before this node serves the tenant.
+  await moves.recover().catch((err) => log.error({ err, type: 'move.recover' }, 'could not recover moves'));
 
   const purgeTimer = setInterval(() => {
     tenants.purgeDue().catch((err) => log.error({ err, type: 'tenants.purge' }, 'tenant purge failed'));
@@ -158,7 +164,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   return {
     app,
     platform,
-    services: { tenants, members, auth, apiKeys, collections, documents, changes },
+    services: { tenants, members, auth, apiKeys, collections, documents, changes, moves },
     firstOperatorKey,
     routes,
     async close() {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   API_KEY_SCOPES,
   type ApiKeyScope,
@@ -118,7 +120,9 @@ let h: Harness;
 let rules: Map<string, RouteAccess>;
 let openapi: OpenApiDoc;
 beforeAll(async () => {
-  h = await startHarness();
+  // A second region (an embedded datastore) so that the operator's move routes have somewhere to move to.
+  const eu = mkdtempSync(join(tmpdir(), 'strata-matrix-eu-'));
+  h = await startHarness({ STRATA_REGIONS: 'local,eu', STRATA_SHARED_DATASTORES: `eu=pglite:${eu}` });
   rules = accessRules(h.strata);
   openapi = (await h.call(undefined, 'GET', '/openapi.json')).json();
 });
@@ -239,6 +243,13 @@ function fixtures(t: TestTenant) {
       await ok(h.call(op(), 'POST', url, { name, path: 'n' }), 'create index');
       return name;
     },
+    /** A finished-copying (switched) move of the given tenant to eu. */
+    async move(tenantId: string): Promise<string> {
+      await ok(h.call(op(), 'PATCH', `/v1/tenants/${tenantId}`, { allowed_regions: ['local', 'eu'] }), 'allow eu');
+      const started = await ok(h.call(op(), 'POST', `/v1/tenants/${tenantId}/moves`, { region: 'eu' }), 'move');
+      await h.strata.services.moves.settled(started.json().id);
+      return started.json().id;
+    },
     async invitation(): Promise<string> {
       const email = `${fresh('invitee')}@${t.slug}.test`;
       const r = await ok(h.call(op(), 'POST', `/v1/tenants/${t.id}/invitations`, { email, role: 'viewer' }), 'invite');
@@ -263,6 +274,8 @@ function bodyFor(key: string, t: TestTenant, schema: object | undefined): unknow
     case 'POST /v1/tenants/:tenantId/datastore/test':
       // Nothing listens on port 1: the test runs and reports the first step failed, quickly.
       return { url: 'postgresql://app@127.0.0.1:1/app', tls: { mode: 'disable' } };
+    case 'POST /v1/tenants/:tenantId/moves':
+      return { region: 'eu' };
     case 'POST /v1/tenants/:tenantId/batch':
       return { operations: [{ op: 'create', collection: lastCollection, data: { n: 1 } }] };
     default:
@@ -275,6 +288,8 @@ const operatorSetup: Record<string, (tenantId: string) => Promise<unknown>> = {
   'POST /v1/tenants/:tenantId/resume': (id) =>
     ok(h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/suspend`), 'suspend'),
   'POST /v1/tenants/:tenantId/restore': (id) => ok(h.call(h.operatorToken, 'DELETE', `/v1/tenants/${id}`), 'delete'),
+  'POST /v1/tenants/:tenantId/moves': (id) =>
+    ok(h.call(h.operatorToken, 'PATCH', `/v1/tenants/${id}`, { allowed_regions: ['local', 'eu'] }), 'allow eu'),
 };
 
 describe('permission matrix', () => {
@@ -343,6 +358,8 @@ describe('permission matrix', () => {
           collection: () => make.collection(),
           id: () => make.document(),
           index: () => make.index(),
+          // Refused callers never reach a move; the operator gets a real one on its own tenant.
+          moveId: async () => (caller.operator ? make.move(tenantId) : randomUUID()),
         };
         let url = op.url;
         for (const [, name] of op.url.matchAll(/:(\w+)/g)) {

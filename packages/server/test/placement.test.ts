@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -403,5 +403,164 @@ describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/data
     expect(rows.rows).toEqual([]);
     expect((await h.call(t.key, 'POST', `/v1/tenants/${t.id}/collections`, { name: 'here' })).statusCode).toBe(201);
     expect(await rowsIn(h.db, 'collections', t.id)).toBe(1);
+  });
+});
+
+describe('live moves between regions', () => {
+  it('moves a tenant under concurrent writes: no acknowledged write lost, none duplicated, every refusal a 503 with Retry-After', async () => {
+    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: `m${randomBytes(4).toString('hex')}`,
+      name: 'Mover',
+      plan: 'enterprise',
+      allowed_regions: ['local', 'eu'],
+    });
+    const id = created.json().id as string;
+    expect(created.json().data_region).toBe('local');
+    const key = (
+      await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, { name: 'w', scopes: ['data:write'] })
+    ).json().secret as string;
+    const base = `/v1/tenants/${id}/collections`;
+    await h.call(key, 'POST', base, { name: 'items', vector: { field: 'v', dimensions: 2 } });
+    await h.call(key, 'POST', `${base}/items/indexes`, { name: 'by_n', path: 'n' });
+    for (let b = 0; b < 4; b++) {
+      const operations = Array.from({ length: 500 }, (_, i) => ({
+        op: 'create',
+        collection: 'items',
+        id: `seed-${b * 500 + i}`,
+        data: { n: b * 500 + i, v: [i, 1] },
+      }));
+      expect((await h.call(key, 'POST', `/v1/tenants/${id}/batch`, { operations })).statusCode).toBe(200);
+    }
+
+    // Writers keep creating and updating while the move runs; what the server acknowledged is recorded.
+    const acked = new Map<string, { version: number; data: unknown }>();
+    const refusals: { status: number; retryAfter: unknown }[] = [];
+    let stop = false;
+    const writer = async (w: number) => {
+      for (let i = 0; !stop; i++) {
+        const docId = `w${w}-${i % 40}`;
+        const data = { w, i };
+        const r = await h.call(key, 'PUT', `${base}/items/documents/${docId}`, { data });
+        if (r.statusCode === 200 || r.statusCode === 201) acked.set(docId, { version: r.json().version, data });
+        else refusals.push({ status: r.statusCode, retryAfter: r.headers['retry-after'] });
+      }
+    };
+    const writers = [0, 1, 2, 3].map(writer);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { region: 'eu' });
+    expect(started.statusCode, started.body).toBe(202);
+    const moveId = started.json().id as string;
+    await h.strata.services.moves.settled(moveId);
+    await new Promise((r) => setTimeout(r, 100)); // writes continue against the new datastore
+    stop = true;
+    await Promise.all(writers);
+
+    const move = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}/moves/${moveId}`)).json();
+    expect(move, JSON.stringify(move)).toMatchObject({ phase: 'switched', target_region: 'eu', error: null });
+    expect(move.documents_total).toBeGreaterThanOrEqual(2000);
+    expect(move.pause_ms).toBeGreaterThanOrEqual(0);
+    for (const r of refusals) expect(r).toEqual({ status: 503, retryAfter: '5' });
+
+    // Everything acknowledged is there, at the acknowledged version, in the eu datastore.
+    const euDb = await h.strata.platform.router.forRegion('eu');
+    for (const [docId, want] of acked) {
+      const got = await h.call(key, 'GET', `${base}/items/documents/${docId}`);
+      expect(got.statusCode, docId).toBe(200);
+      expect(got.json().version).toBeGreaterThanOrEqual(want.version);
+      if (got.json().version === want.version) expect(got.json().data).toEqual(want.data);
+    }
+    expect(await rowsIn(euDb, 'documents', id)).toBe(2000 + acked.size);
+    expect(acked.size).toBeGreaterThan(0);
+    // The change feed came along, gapless, in a new epoch.
+    const feed = (await h.call(key, 'GET', `/v1/tenants/${id}/changes?since=0&limit=1000`)).json();
+    expect(feed.checkpoint.epoch).toBe(2);
+    expect(feed.changes.map((c: { seq: number }) => c.seq)).toEqual(feed.changes.map((_: unknown, i: number) => i + 1));
+    // Indexes were built in the target; queries and vector search work there.
+    const idx = await euDb.query(
+      "SELECT 1 FROM pg_indexes WHERE schemaname = 'strata_data' AND strpos(indexdef, $1) > 0",
+      [id],
+    );
+    expect(idx.rows.length).toBeGreaterThanOrEqual(1);
+    const q = await h.call(key, 'POST', `${base}/items/query`, { filter: { path: 'n', op: 'eq', value: 1234 } });
+    expect(q.json().data.map((d: { id: string }) => d.id)).toEqual(['seed-1234']);
+
+    // The source is fenced: nothing can commit there any more, and it still holds the old copy until finish.
+    const src = await h.db.query<{ moved: boolean }>(
+      'SELECT moved FROM strata_data.tenant_sequences WHERE tenant_id = $1',
+      [id],
+    );
+    expect(src.rows[0]?.moved).toBe(true);
+    expect(await rowsIn(h.db, 'documents', id)).toBeGreaterThan(0);
+    const finished = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves/${moveId}/finish`);
+    expect(finished.json().phase).toBe('finished');
+    for (const table of ['collections', 'documents', 'changes', 'tenant_sequences']) {
+      expect(await rowsIn(h.db, table, id), table).toBe(0);
+    }
+    expect((await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}`)).json().data_region).toBe('eu');
+  }, 60_000);
+
+  it('refuses a region the tenant may not use, and a second move while one runs', async () => {
+    const t = await tenantIn('local');
+    const r = await h.call(h.operatorToken, 'POST', `/v1/tenants/${t.id}/moves`, { region: 'eu' });
+    expect(r.statusCode).toBe(422);
+    expect(r.json().code).toBe('region_not_allowed');
+    const member = await h.call(t.key, 'POST', `/v1/tenants/${t.id}/moves`, { region: 'eu' });
+    expect(member.statusCode).toBe(403);
+  });
+});
+
+describe('moves interrupted by a restart', () => {
+  it('are undone when the source was not yet fenced, and switched over when it was', async () => {
+    const make = async () => {
+      const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+        slug: `r${randomBytes(4).toString('hex')}`,
+        name: 'R',
+        plan: 'enterprise',
+        allowed_regions: ['local', 'eu'],
+      });
+      const id = created.json().id as string;
+      const key = (
+        await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, { name: 'w', scopes: ['data:write'] })
+      ).json().secret as string;
+      await h.call(key, 'POST', `/v1/tenants/${id}/collections`, { name: 'c' });
+      await h.call(key, 'POST', `/v1/tenants/${id}/collections/c/documents`, { id: 'd', data: { a: 1 } });
+      return { id, key };
+    };
+    const euDb = await h.strata.platform.router.forRegion('eu');
+    // What a node that died mid-copy leaves behind: a move row in 'copying' and a partial copy in the target.
+    const copying = await make();
+    const copyingMove = randomUUID();
+    await h.db.query(
+      `INSERT INTO strata.moves (id, owner_tenant, source_region, target_region, phase) VALUES ($1, $2, 'local', 'eu', 'copying')`,
+      [copyingMove, copying.id],
+    );
+    await euDb.transaction(
+      (tx) => tx.query("INSERT INTO strata_data.collections (tenant_id, name) VALUES ($1, 'c')", [copying.id]),
+      "SET LOCAL ROLE strata_app; SELECT set_config('strata.tenant_id', '" + copying.id + "', true);",
+    );
+    // ... and one that died right after fencing the source: the copy was complete and verified.
+    const fenced = await make();
+    const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${fenced.id}/moves`, { region: 'eu' });
+    await h.strata.services.moves.settled(started.json().id);
+    await h.db.query("UPDATE strata.moves SET phase = 'fenced', switched_at = NULL WHERE id = $1", [started.json().id]);
+    await h.db.query("UPDATE strata.tenants SET data_region = 'local' WHERE id = $1", [fenced.id]);
+    h.strata.platform.router.invalidate(fenced.id);
+
+    await h.strata.services.moves.recover();
+
+    const undone = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${copying.id}/moves/${copyingMove}`)).json();
+    expect(undone).toMatchObject({ phase: 'failed', error: 'interrupted; undone at restart' });
+    expect(await rowsIn(euDb, 'collections', copying.id)).toBe(0);
+    expect((await h.call(copying.key, 'GET', `/v1/tenants/${copying.id}/collections/c/documents/d`)).statusCode).toBe(
+      200,
+    );
+
+    const switched = (
+      await h.call(h.operatorToken, 'GET', `/v1/tenants/${fenced.id}/moves/${started.json().id}`)
+    ).json();
+    expect(switched.phase).toBe('switched');
+    expect((await h.call(h.operatorToken, 'GET', `/v1/tenants/${fenced.id}`)).json().data_region).toBe('eu');
+    const doc = await h.call(fenced.key, 'GET', `/v1/tenants/${fenced.id}/collections/c/documents/d`);
+    expect(doc.json().data).toEqual({ a: 1 });
   });
 });

@@ -8,6 +8,7 @@ import { newId } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
 import { requireAccess } from '../auth/plugin.js';
 import { ByodConfig, redactUrl, testByodConnection, type ValidByodConfig, validateByodConfig } from './byod-check.js';
+import type { MoveService } from './move.js';
 
 const tags = ['placement'];
 const security = [{ bearer: [] }];
@@ -171,6 +172,73 @@ async function setDatastore(platform: Platform, tenantId: string, id: string | n
     tx.query('UPDATE strata.tenants SET datastore_id = $2, updated_at = now() WHERE id = $1', [tenantId, id]),
   );
   platform.router.invalidate(tenantId);
+}
+
+const MoveStatusSchema = Type.Object({
+  id: Type.String(),
+  tenant_id: Type.String(),
+  source_region: Type.String(),
+  target_region: Type.String(),
+  phase: Type.Union(['copying', 'fenced', 'switched', 'finished', 'failed'].map((p) => Type.Literal(p))),
+  documents_total: Type.Integer(),
+  documents_copied: Type.Integer(),
+  rate_per_second: Type.Union([Type.Number(), Type.Null()]),
+  eta_seconds: Type.Union([Type.Number(), Type.Null()]),
+  pause_ms: Type.Union([Type.Integer(), Type.Null()], { description: 'How long writes were held at the switch' }),
+  error: Type.Union([Type.String(), Type.Null()]),
+  started_at: Type.String({ format: 'date-time' }),
+  switched_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  finished_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+const MoveParams = Type.Composite([TenantParams, Type.Object({ moveId: Type.String({ format: 'uuid' }) })]);
+
+export function moveRoutes(app: FastifyInstance, moves: MoveService): void {
+  app.post<{ Params: { tenantId: string }; Body: { region: string } }>(
+    '/v1/tenants/:tenantId/moves',
+    {
+      config: { permission: 'tenant:update', operator: true },
+      schema: {
+        tags,
+        security,
+        summary: "Move the tenant's data, live, to the shared datastore of a region",
+        description:
+          'Starts the move and answers at once (202); follow it with GET .../moves/{moveId}. The tenant keeps working; ' +
+          'writes wait briefly at the switch (or get 503 with Retry-After). The source copy stays until .../finish.',
+        params: TenantParams,
+        body: Type.Object({ region: Type.String({ pattern: '^[a-z0-9-]{1,32}$' }) }, { additionalProperties: false }),
+        response: responses({ 202: MoveStatusSchema }),
+      },
+    },
+    async (request, reply) => reply.status(202).send(await moves.start(request.params.tenantId, request.body.region)),
+  );
+  app.get<{ Params: { tenantId: string; moveId: string } }>(
+    '/v1/tenants/:tenantId/moves/:moveId',
+    {
+      config: { permission: 'tenant:read', operator: true },
+      schema: {
+        tags,
+        security,
+        summary: 'Progress of a move: phase, documents copied, rate, time left, write pause',
+        params: MoveParams,
+        response: responses({ 200: MoveStatusSchema }),
+      },
+    },
+    async (request) => moves.get(request.params.tenantId, request.params.moveId),
+  );
+  app.post<{ Params: { tenantId: string; moveId: string } }>(
+    '/v1/tenants/:tenantId/moves/:moveId/finish',
+    {
+      config: { permission: 'tenant:update', operator: true },
+      schema: {
+        tags,
+        security,
+        summary: 'Drop the source copy of a switched move',
+        params: MoveParams,
+        response: responses({ 200: MoveStatusSchema }),
+      },
+    },
+    async (request) => moves.finish(request.params.tenantId, request.params.moveId),
+  );
 }
 
 export function placementRoutes(app: FastifyInstance, platform: Platform): void {

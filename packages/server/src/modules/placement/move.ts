@@ -1,0 +1,430 @@
+import type { Platform } from '../../platform/context.js';
+import type { Database, Queryable } from '../../platform/db/driver.js';
+import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
+import { AppError, errors } from '../../platform/errors.js';
+import { iso, newId } from '../../platform/ids.js';
+import type { IndexManager } from '../collections/indexes.js';
+import type { CollectionSettings } from '../documents/write.js';
+import { TENANT_DATA_TABLES } from '../tenants/service.js';
+
+/**
+ * Live moves of a tenant's data from its current datastore to the shared datastore of another region
+ * (also the way back from the tenant's own database to a shared one).
+ *
+ *   copying   the tables are copied in batches, then the changes committed meanwhile (read from the change
+ *             feed) are applied, while the tenant keeps reading and writing at the source
+ *   fence     one source transaction locks the tenant's sequence row, so no write of the tenant can commit
+ *             there (writes wait at commit, at most the write lock timeout, then get 503 + Retry-After);
+ *             the last changes are applied, the copy is verified (document count and a checksum over ids
+ *             and versions), and the source is marked moved, so nothing can ever commit there again
+ *   switched  the control plane points the tenant at the target (new epoch: sync clients resynchronize);
+ *             the source copy stays until finish() drops it
+ *
+ * Progress is in strata.moves. A node that restarts finishes a move whose source is already marked moved
+ * and undoes (drops the partial copy of) one that is not.
+ */
+
+const BATCH = 1000;
+
+interface TableSpec {
+  name: string;
+  key: string[];
+  /** Columns to overwrite when a row already copied has changed since. */
+  update?: string[];
+}
+const TABLES: TableSpec[] = [
+  { name: 'collections', key: ['name'], update: ['json_schema', 'settings', 'updated_at'] },
+  {
+    name: 'documents',
+    key: ['collection', 'id'],
+    update: ['version', 'body', 'deleted', 'embedding', 'size_bytes', 'created_at', 'updated_at'],
+  },
+  { name: 'changes', key: ['seq'] },
+  { name: 'idempotency', key: ['scope', 'key'], update: ['fingerprint', 'status', 'response', 'created_at'] },
+];
+
+export interface MoveStatus {
+  id: string;
+  tenant_id: string;
+  source_region: string;
+  target_region: string;
+  phase: 'copying' | 'fenced' | 'switched' | 'finished' | 'failed';
+  documents_total: number;
+  documents_copied: number;
+  rate_per_second: number | null;
+  eta_seconds: number | null;
+  pause_ms: number | null;
+  error: string | null;
+  started_at: string;
+  switched_at: string | null;
+  finished_at: string | null;
+}
+
+interface MoveRow {
+  id: string;
+  owner_tenant: string;
+  source_region: string;
+  source_datastore: string | null;
+  target_region: string;
+  phase: MoveStatus['phase'];
+  documents_total: number;
+  documents_copied: number;
+  pause_ms: number | null;
+  error: string | null;
+  started_at: Date;
+  switched_at: Date | null;
+  finished_at: Date | null;
+}
+
+type Read = <R>(sql: string, params?: unknown[]) => Promise<R[]>;
+
+function toStatus(r: MoveRow): MoveStatus {
+  const seconds = (Date.now() - new Date(r.started_at).getTime()) / 1000;
+  const copied = Number(r.documents_copied);
+  const total = Number(r.documents_total);
+  const rate = r.phase === 'copying' && seconds > 0 ? copied / seconds : null;
+  return {
+    id: r.id,
+    tenant_id: r.owner_tenant,
+    source_region: r.source_region,
+    target_region: r.target_region,
+    phase: r.phase,
+    documents_total: total,
+    documents_copied: copied,
+    rate_per_second: rate === null ? null : Math.round(rate),
+    eta_seconds: rate ? Math.max(0, Math.round((total - copied) / rate)) : null,
+    pause_ms: r.pause_ms,
+    error: r.error,
+    started_at: iso(r.started_at) as string,
+    switched_at: iso(r.switched_at),
+    finished_at: iso(r.finished_at),
+  };
+}
+
+const keyList = (t: TableSpec) => t.key.join(', ');
+
+export class MoveService {
+  readonly #running = new Map<string, Promise<void>>();
+  constructor(
+    private readonly platform: Platform,
+    private readonly indexes: IndexManager,
+  ) {}
+
+  async #record(id: string, fields: Record<string, unknown>): Promise<void> {
+    const names = Object.keys(fields);
+    await withSystem(this.platform.db, (tx) =>
+      tx.query(`UPDATE strata.moves SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`, [
+        id,
+        ...Object.values(fields),
+      ]),
+    );
+  }
+
+  async get(tenantId: string, moveId: string): Promise<MoveStatus> {
+    const rows = await withSystem(this.platform.db, (tx) =>
+      tx.query<MoveRow>('SELECT * FROM strata.moves WHERE id = $1 AND owner_tenant = $2', [moveId, tenantId]),
+    );
+    const row = rows.rows[0];
+    if (!row) throw errors.notFound('move');
+    return toStatus(row);
+  }
+
+  /** Starts a move in the background and returns its first status. */
+  async start(tenantId: string, targetRegion: string): Promise<MoveStatus> {
+    const tenant = await withSystem(this.platform.db, async (tx) => {
+      const r = await tx.query<{ allowed_regions: string[]; datastore_id: string | null; data_region: string }>(
+        'SELECT allowed_regions, datastore_id, data_region FROM strata.tenants WHERE id = $1',
+        [tenantId],
+      );
+      return r.rows[0];
+    });
+    if (!tenant) throw errors.notFound('tenant');
+    if (!this.platform.config.regions.includes(targetRegion) || !tenant.allowed_regions.includes(targetRegion)) {
+      throw new AppError('region_not_allowed', `The tenant's data may not be placed in region ${targetRegion}`, {
+        allowed_regions: tenant.allowed_regions,
+      });
+    }
+    const source = await this.platform.router.forTenant(tenantId);
+    const target = await this.platform.router.forRegion(targetRegion);
+    if (source === target)
+      throw new AppError('conflict', `The tenant's data is already in region ${targetRegion}'s datastore`);
+    const id = newId();
+    const inserted = await withSystem(this.platform.db, async (tx) => {
+      const busy = await tx.query(
+        "SELECT 1 FROM strata.moves WHERE owner_tenant = $1 AND phase IN ('copying', 'fenced') FOR UPDATE",
+        [tenantId],
+      );
+      if (busy.rows.length > 0) return false;
+      await tx.query(
+        `INSERT INTO strata.moves (id, owner_tenant, source_region, source_datastore, target_region, phase)
+         VALUES ($1, $2, $3, $4, $5, 'copying')`,
+        [id, tenantId, tenant.data_region, tenant.datastore_id, targetRegion],
+      );
+      return true;
+    });
+    if (!inserted) throw new AppError('conflict', 'A move of this tenant is already under way');
+    const run = this.#run(id, tenantId, source, target, targetRegion).catch(async (err) => {
+      this.platform.log.error({ err, type: 'move.failed', move_id: id, tenant_id: tenantId }, 'move failed');
+      await this.#undo(tenantId, target).catch(() => {});
+      await this.#record(id, { phase: 'failed', error: String((err as Error).message), finished_at: new Date() });
+    });
+    this.#running.set(id, run);
+    void run.finally(() => this.#running.delete(id));
+    return this.get(tenantId, id);
+  }
+
+  /** Waits for a running move (tests and the CLI). */
+  async settled(moveId: string): Promise<void> {
+    await this.#running.get(moveId);
+  }
+
+  async #run(id: string, tenantId: string, source: Database, target: Database, targetRegion: string) {
+    const read: Read = async (sql, params) =>
+      (await withTenant(source, tenantId, (tx) => tx.query(sql, params))).rows as never;
+    await this.#undo(tenantId, target); // leftovers of an earlier failed attempt
+    const [{ n } = { n: 0 }] = await read<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.documents');
+    await this.#record(id, { documents_total: n });
+    const [{ last_seq: startSeq } = { last_seq: 0 }] = await read<{ last_seq: number }>(
+      'SELECT coalesce(max(last_seq), 0)::bigint AS last_seq FROM strata_data.tenant_sequences',
+    );
+
+    // 1. Copy, while the tenant keeps working at the source.
+    for (const table of TABLES) {
+      await this.#copyTable(read, target, tenantId, table, async (copied) => {
+        if (table.name === 'documents') await this.#record(id, { documents_copied: copied });
+      });
+    }
+    await this.#buildIndexes(read, target, tenantId);
+    // 2. Catch up with what committed meanwhile, without pausing anything: a few passes, each up to the
+    //    sequence at its start (writers keep going, so chasing the very end would never finish), until the
+    //    rest is small enough for the fence.
+    let applied = Number(startSeq);
+    for (let pass = 0; pass < 5; pass++) {
+      const [{ last_seq: upTo } = { last_seq: 0 }] = await read<{ last_seq: number }>(
+        'SELECT coalesce(max(last_seq), 0)::bigint AS last_seq FROM strata_data.tenant_sequences',
+      );
+      const before = applied;
+      applied = await this.#catchUp(read, target, tenantId, applied, Number(upTo));
+      if (applied - before < BATCH) break;
+    }
+
+    // 3. Fence, last catch-up, verify, mark the source moved.
+    const fencedAt = Date.now();
+    await withTenant(source, tenantId, async (tx) => {
+      await tx.query('SELECT 1 FROM strata_data.tenant_sequences FOR UPDATE');
+      const fenced: Read = async (sql, params) => (await tx.query(sql, params)).rows as never;
+      applied = await this.#catchUp(fenced, target, tenantId, applied);
+      await this.#syncSmallTables(fenced, target, tenantId);
+      await this.#verify(fenced, target, tenantId);
+      await tx.query('UPDATE strata_data.tenant_sequences SET moved = true');
+    });
+    await this.#record(id, { phase: 'fenced' });
+    // 4. Point the tenant at the target.
+    await this.#switch(id, tenantId, targetRegion, fencedAt);
+  }
+
+  async #switch(id: string, tenantId: string, targetRegion: string, fencedAt: number | null) {
+    await withSystem(this.platform.db, (tx) =>
+      tx.query('UPDATE strata.tenants SET data_region = $2, datastore_id = NULL, updated_at = now() WHERE id = $1', [
+        tenantId,
+        targetRegion,
+      ]),
+    );
+    this.platform.router.invalidate(tenantId);
+    this.platform.authCache.clear();
+    await this.#record(id, {
+      phase: 'switched',
+      switched_at: new Date(),
+      ...(fencedAt ? { pause_ms: Date.now() - fencedAt } : {}),
+    });
+    this.platform.log.info({ type: 'move.switched', move_id: id, tenant_id: tenantId }, 'tenant moved');
+  }
+
+  async #copyTable(
+    read: Read,
+    target: Database,
+    tenantId: string,
+    table: TableSpec,
+    progress: (n: number) => Promise<void>,
+  ) {
+    let after: unknown[] | null = null;
+    let copied = 0;
+    for (;;) {
+      const where: string = after
+        ? `(${keyList(table)}) > (${table.key.map((_, i) => `$${i + 1}`).join(', ')})`
+        : 'true';
+      const rows: { r: Record<string, unknown> }[] = await read(
+        `SELECT to_jsonb(t) AS r FROM strata_data.${table.name} t WHERE ${where} ORDER BY ${keyList(table)} LIMIT ${BATCH}`,
+        after ?? [],
+      );
+      if (rows.length === 0) return;
+      await this.#write(
+        target,
+        tenantId,
+        table,
+        rows.map((x) => x.r),
+      );
+      copied += rows.length;
+      await progress(copied);
+      const last = rows[rows.length - 1]?.r as Record<string, unknown>;
+      after = table.key.map((k) => last[k]);
+    }
+  }
+
+  /** Inserts (or, for tables with updatable columns, refreshes) rows in the target. */
+  async #write(target: Database, tenantId: string, table: TableSpec, rows: Record<string, unknown>[]) {
+    if (rows.length === 0) return;
+    const conflict = table.update
+      ? `ON CONFLICT (tenant_id, ${keyList(table)}) DO UPDATE SET ${table.update.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`
+      : 'ON CONFLICT DO NOTHING';
+    await withTenant(target, tenantId, (tx) =>
+      tx.query(
+        `INSERT INTO strata_data.${table.name}
+         SELECT * FROM jsonb_populate_recordset(NULL::strata_data.${table.name}, $1::jsonb) ${conflict}`,
+        [JSON.stringify(rows)],
+      ),
+    );
+  }
+
+  /** Applies the changes after `since` (up to `upTo`): their change rows and the current state of the documents they touched. */
+  async #catchUp(read: Read, target: Database, tenantId: string, since: number, upTo = Number.MAX_SAFE_INTEGER) {
+    let last = since;
+    for (;;) {
+      const changes = await read<{ r: Record<string, unknown>; seq: number; collection: string; doc_id: string }>(
+        `SELECT to_jsonb(c) AS r, c.seq, c.collection, c.doc_id FROM strata_data.changes c
+          WHERE c.seq > $1 AND c.seq <= $2 ORDER BY c.seq LIMIT ${BATCH}`,
+        [last, upTo],
+      );
+      if (changes.length === 0) return last;
+      const docs = await read<{ r: Record<string, unknown> }>(
+        `SELECT to_jsonb(d) AS r FROM strata_data.documents d
+           JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k(collection, id)
+             ON d.collection = k.collection AND d.id = k.id`,
+        [changes.map((c) => c.collection), changes.map((c) => c.doc_id)],
+      );
+      await this.#syncCollections(read, target, tenantId);
+      await this.#write(
+        target,
+        tenantId,
+        TABLES[1] as TableSpec,
+        docs.map((d) => d.r),
+      );
+      await this.#write(
+        target,
+        tenantId,
+        TABLES[2] as TableSpec,
+        changes.map((c) => c.r),
+      );
+      last = Number(changes[changes.length - 1]?.seq);
+    }
+  }
+
+  /** Collections are few: copy them whole, and drop in the target the ones the source no longer has. */
+  async #syncCollections(read: Read, target: Database, tenantId: string) {
+    const rows = await read<{ r: Record<string, unknown>; name: string }>(
+      'SELECT to_jsonb(c) AS r, c.name FROM strata_data.collections c',
+    );
+    await this.#write(
+      target,
+      tenantId,
+      TABLES[0] as TableSpec,
+      rows.map((x) => x.r),
+    );
+    await withTenant(target, tenantId, (tx) =>
+      tx.query('DELETE FROM strata_data.collections WHERE NOT (name = ANY($1::text[]))', [rows.map((x) => x.name)]),
+    );
+  }
+
+  async #syncSmallTables(read: Read, target: Database, tenantId: string) {
+    await this.#syncCollections(read, target, tenantId);
+    await this.#copyTable(read, target, tenantId, TABLES[3] as TableSpec, async () => {});
+    // The sequence row, in a new epoch: sync clients holding checkpoints of the old datastore start over.
+    const [seq] = await read<{ epoch: number; last_seq: number; doc_count: number; doc_bytes: number }>(
+      'SELECT epoch, last_seq, doc_count, doc_bytes FROM strata_data.tenant_sequences',
+    );
+    await withTenant(target, tenantId, (tx) =>
+      tx.query(
+        `INSERT INTO strata_data.tenant_sequences (tenant_id, epoch, last_seq, doc_count, doc_bytes, moved)
+         VALUES ($1, $2, $3, $4, $5, false)
+         ON CONFLICT (tenant_id) DO UPDATE SET epoch = EXCLUDED.epoch, last_seq = EXCLUDED.last_seq,
+           doc_count = EXCLUDED.doc_count, doc_bytes = EXCLUDED.doc_bytes, moved = false`,
+        [tenantId, (seq?.epoch ?? 1) + 1, seq?.last_seq ?? 0, seq?.doc_count ?? 0, seq?.doc_bytes ?? 0],
+      ),
+    );
+  }
+
+  async #buildIndexes(read: Read, target: Database, tenantId: string) {
+    const rows = await read<{ name: string; settings: CollectionSettings }>(
+      'SELECT name, settings FROM strata_data.collections',
+    );
+    for (const c of rows) {
+      for (const index of c.settings?.indexes ?? [])
+        await this.indexes.ensurePathIndex(target, tenantId, c.name, index);
+      if (c.settings?.vector) await this.indexes.ensureVectorIndex(target, tenantId, c.name, c.settings.vector);
+    }
+  }
+
+  /** The copy must equal the source: same documents at the same versions, same last change. */
+  async #verify(read: Read, target: Database, tenantId: string) {
+    const sql = `SELECT count(*)::int AS n,
+                        coalesce(md5(string_agg(collection || '/' || id || '@' || version, ',' ORDER BY collection, id)), '') AS sum,
+                        (SELECT coalesce(max(seq), 0)::bigint FROM strata_data.changes) AS last
+                   FROM strata_data.documents`;
+    const [a] = await read<{ n: number; sum: string; last: number }>(sql);
+    const b = (await withTenant(target, tenantId, (tx) => tx.query<{ n: number; sum: string; last: number }>(sql)))
+      .rows[0];
+    if (!a || !b || a.n !== b.n || a.sum !== b.sum || Number(a.last) !== Number(b.last)) {
+      throw new Error(`verification failed: source ${JSON.stringify(a)}, target ${JSON.stringify(b)}`);
+    }
+  }
+
+  /** Removes the tenant's rows from a datastore (a failed copy, or the source after finish()). */
+  async #undo(tenantId: string, db: Database) {
+    await withTenant(db, tenantId, async (tx: Queryable) => {
+      for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
+    });
+    await this.indexes.dropForTenant(db, tenantId);
+  }
+
+  /** Drops the source copy of a switched move. */
+  async finish(tenantId: string, moveId: string): Promise<MoveStatus> {
+    const move = await this.get(tenantId, moveId);
+    if (move.phase !== 'switched') {
+      throw new AppError('conflict', `Only a switched move can be finished; this one is ${move.phase}`);
+    }
+    const rows = await withSystem(this.platform.db, (tx) =>
+      tx.query<MoveRow>('SELECT * FROM strata.moves WHERE id = $1', [moveId]),
+    );
+    const row = rows.rows[0] as MoveRow;
+    const source = row.source_datastore
+      ? await this.platform.router.forDatastore(row.source_datastore)
+      : await this.platform.router.forRegion(row.source_region);
+    await this.#undo(tenantId, source);
+    await this.#record(moveId, { phase: 'finished', finished_at: new Date() });
+    return this.get(tenantId, moveId);
+  }
+
+  /**
+   * At boot: a move left in 'copying' is undone (its partial copy dropped; the tenant never left the
+   * source); one left 'fenced', or whose source is already marked moved, is switched over.
+   */
+  async recover(): Promise<void> {
+    const open = await withSystem(this.platform.db, (tx) =>
+      tx.query<MoveRow>("SELECT * FROM strata.moves WHERE phase IN ('copying', 'fenced')"),
+    );
+    for (const m of open.rows) {
+      const source = m.source_datastore
+        ? await this.platform.router.forDatastore(m.source_datastore)
+        : await this.platform.router.forRegion(m.source_region);
+      const moved = await withTenant(source, m.owner_tenant, (tx) =>
+        tx.query<{ moved: boolean }>('SELECT moved FROM strata_data.tenant_sequences'),
+      );
+      if (m.phase === 'fenced' || moved.rows[0]?.moved) {
+        await this.#switch(m.id, m.owner_tenant, m.target_region, null);
+      } else {
+        await this.#undo(m.owner_tenant, await this.platform.router.forRegion(m.target_region));
+        await this.#record(m.id, { phase: 'failed', error: 'interrupted; undone at restart', finished_at: new Date() });
+      }
+    }
+  }
+}
