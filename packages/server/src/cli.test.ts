@@ -69,3 +69,71 @@ describe('strata CLI', () => {
     expect(bad.err).toMatch(/Invalid configuration[\s\S]*PORT/);
   }, 120_000);
 });
+
+describe('strata tenants move', () => {
+  it("moves a tenant's data to another region's datastore and drops the source copy on --finish", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-cli-move-'));
+    const eu = mkdtempSync(join(tmpdir(), 'strata-cli-eu-'));
+    const env = { STRATA_DATA_DIR: dir, STRATA_REGIONS: 'local,eu', STRATA_SHARED_DATASTORES: `eu=pglite:${eu}` };
+    try {
+      const created = strata(
+        ['tenants', 'create', '--slug', 'mover', '--name', 'Mover', '--plan', 'enterprise', '--json'],
+        env,
+      );
+      expect(created.code, created.err).toBe(0);
+      const tenantId = JSON.parse(created.out).id as string;
+
+      // Allow the second region and give the tenant some data, through the API of an in-process server.
+      const { loadConfig } = await import('./config.js');
+      const { createStrata } = await import('./main.js');
+      const { createOperatorKey } = await import('./modules/auth/service.js');
+      const server = await createStrata(loadConfig({ ...env, STRATA_LOG_LEVEL: 'silent' }));
+      try {
+        const { token } = await createOperatorKey(server.platform.db, 'test');
+        const call = (method: 'POST' | 'PATCH', url: string, body: unknown) =>
+          server.app.inject({
+            method,
+            url,
+            payload: JSON.stringify(body),
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          });
+        expect((await call('PATCH', `/v1/tenants/${tenantId}`, { allowed_regions: ['local', 'eu'] })).statusCode).toBe(
+          200,
+        );
+        expect((await call('POST', `/v1/tenants/${tenantId}/collections`, { name: 'c' })).statusCode).toBe(201);
+        const operations = Array.from({ length: 300 }, (_, i) => ({ op: 'create', collection: 'c', data: { i } }));
+        expect((await call('POST', `/v1/tenants/${tenantId}/batch`, { operations })).statusCode).toBe(200);
+      } finally {
+        await server.close();
+      }
+
+      const moved = strata(['tenants', 'move', tenantId, '--region', 'eu', '--json'], env);
+      expect(moved.code, moved.err).toBe(0);
+      const move = JSON.parse(moved.out);
+      expect(move).toMatchObject({
+        phase: 'switched',
+        target_region: 'eu',
+        documents_total: 300,
+        documents_copied: 300,
+      });
+      const shown = strata(['tenants', 'show', tenantId, '--json'], env);
+      expect(JSON.parse(shown.out).data_region).toBe('eu');
+
+      const human = strata(['tenants', 'move', tenantId, '--region', 'local'], env);
+      expect(human.code, human.err).toBe(0);
+      expect(human.err).toMatch(/\[#+\]\s+100%\s+300\/300 documents/);
+      expect(human.out).toMatch(/moved to local; writes paused \d+ ms/);
+      const finishId = human.out.match(/--finish (\S+)/)?.[1] as string;
+      const finished = strata(['tenants', 'move', tenantId, '--finish', finishId, '--json'], env);
+      expect(finished.code, finished.err).toBe(0);
+      expect(JSON.parse(finished.out).phase).toBe('finished');
+
+      const refused = strata(['tenants', 'move', tenantId, '--region', 'mars'], env);
+      expect(refused.code).toBe(4);
+      expect(refused.err).toMatch(/region_not_allowed/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(eu, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -20,6 +20,8 @@ Commands:
   tenants list [--status active|suspended|deleted]
   tenants show|suspend|resume|delete|restore <tenant-id>
   tenants purge                           remove deleted tenants past their grace period
+  tenants move <tenant-id> --region R     move the tenant's data, live, to region R (progress bar)
+  tenants move <tenant-id> --finish M     drop the source copy of switched move M
   keys create --operator [--name N]       create an operator key (secret shown once)
   keys create --tenant T --name N --scopes data:read,data:write
   keys list --tenant T
@@ -65,6 +67,30 @@ function table(rows: Record<string, unknown>[], columns: string[]): string {
   return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
 }
 
+/** `[#########.........]  45%  4,500/10,000 documents  1,200/s  ~5 s left  copying` */
+function progressLine(m: {
+  phase: string;
+  documents_copied: number;
+  documents_total: number;
+  rate_per_second: number | null;
+  eta_seconds: number | null;
+}): string {
+  const total = Math.max(m.documents_total, 1);
+  const share = m.phase === 'copying' ? Math.min(m.documents_copied / total, 1) : 1;
+  const width = 24;
+  const filled = Math.round(share * width);
+  const n = (x: number) => x.toLocaleString('en-US');
+  const parts = [
+    `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`,
+    `${String(Math.round(share * 100)).padStart(3)}%`,
+    `${n(m.documents_copied)}/${n(m.documents_total)} documents`,
+    m.rate_per_second ? `${n(m.rate_per_second)}/s` : '',
+    m.eta_seconds !== null ? `~${m.eta_seconds} s left` : '',
+    m.phase,
+  ];
+  return parts.filter(Boolean).join('  ');
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -81,6 +107,7 @@ async function main(argv: string[]): Promise<number> {
       status: { type: 'string' },
       tenant: { type: 'string' },
       scopes: { type: 'string' },
+      finish: { type: 'string' },
     },
   });
   const [command, sub, arg] = positionals;
@@ -210,6 +237,30 @@ async function dispatch(
           : await call(strata, token, 'POST', `/v1/tenants/${id()}/${sub}`);
       print(t, () => `tenant ${t.slug} is now ${t.status}${t.purge_after ? ` (purged after ${t.purge_after})` : ''}`);
       return EXIT.ok;
+    }
+    case 'tenants move': {
+      const tenant = id();
+      if (typeof values.finish === 'string') {
+        const done = await call(strata, token, 'POST', `/v1/tenants/${tenant}/moves/${values.finish}/finish`);
+        print(done, () => `move ${done.id} finished: the source copy in ${done.source_region} is dropped`);
+        return EXIT.ok;
+      }
+      const started = await call(strata, token, 'POST', `/v1/tenants/${tenant}/moves`, { region: need('region') });
+      const tty = process.stderr.isTTY && !values.json;
+      let status = started;
+      while (status.phase === 'copying' || status.phase === 'fenced') {
+        if (!values.json) process.stderr.write(`${tty ? '\r' : ''}${progressLine(status)}${tty ? '' : '\n'}`);
+        await new Promise((r) => setTimeout(r, tty ? 200 : 1000));
+        status = await call(strata, token, 'GET', `/v1/tenants/${tenant}/moves/${started.id}`);
+      }
+      if (!values.json) process.stderr.write(`${tty ? '\r' : ''}${progressLine(status)}\n`);
+      print(status, () =>
+        status.phase === 'switched'
+          ? `moved to ${status.target_region}; writes paused ${status.pause_ms} ms. Drop the source copy with:\n` +
+            `  strata tenants move ${tenant} --finish ${status.id}`
+          : `move ${status.phase}: ${status.error ?? ''}`,
+      );
+      return status.phase === 'switched' ? EXIT.ok : EXIT.failed;
     }
     case 'tenants purge': {
       const purged = await strata.services.tenants.purgeDue();
