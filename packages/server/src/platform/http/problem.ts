@@ -91,7 +91,7 @@ export function installProblemHandlers(app: FastifyInstance): void {
     if (isUnavailable(error)) {
       // A datastore that cannot be reached (or a lock not granted in time) is the server's trouble and usually
       // brief: 503, try again shortly.
-      request.log.error({ err: error, type: 'datastore.unavailable' }, 'datastore unavailable');
+      request.log.warn({ err: error, type: 'datastore.unavailable' }, 'datastore unavailable');
       reply.header('retry-after', '5');
       return sendProblem(
         reply,
