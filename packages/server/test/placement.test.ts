@@ -364,6 +364,17 @@ describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/data
     expect(back.statusCode).toBe(409);
     expect(back.json().code).toBe('move_required');
     expect(await rowsIn(customerDb, 'documents', t.id)).toBe(3);
+
+    // A downgrade that would take away the placement's entitlement is refused until the data moves back.
+    const downgrade = await h.call(h.operatorToken, 'PATCH', `/v1/tenants/${t.id}`, { plan: 'professional' });
+    expect(downgrade.statusCode).toBe(409);
+    expect(downgrade.json()).toMatchObject({ code: 'conflict', placement: 'byod', feature: 'byod_datastore' });
+    expect((await h.call(h.operatorToken, 'GET', `/v1/tenants/${t.id}`)).json().plan).toBe('enterprise');
+    const granted = await h.call(h.operatorToken, 'PATCH', `/v1/tenants/${t.id}`, {
+      plan: 'professional',
+      plan_overrides: { features: { byod_datastore: true } },
+    });
+    expect(granted.statusCode, granted.body).toBe(200);
   });
 
   it('checks the plan first and refuses a database that fails its test, storing nothing', async () => {
@@ -403,6 +414,8 @@ describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/data
     expect(rows.rows).toEqual([]);
     expect((await h.call(t.key, 'POST', `/v1/tenants/${t.id}/collections`, { name: 'here' })).statusCode).toBe(201);
     expect(await rowsIn(h.db, 'collections', t.id)).toBe(1);
+    // Back on a shared datastore, the plan may go down.
+    expect((await h.call(h.operatorToken, 'PATCH', `/v1/tenants/${t.id}`, { plan: 'starter' })).statusCode).toBe(200);
   });
 });
 

@@ -1,5 +1,6 @@
 import type { CreateTenant, Tenant, UpdateTenant } from '@strata/contract';
 import type { Platform } from '../../platform/context.js';
+import type { Queryable } from '../../platform/db/driver.js';
 import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { decodeCursor, toPage } from '../../platform/http/pagination.js';
@@ -96,6 +97,9 @@ export class TenantService {
       const current = await store.getTenant(tx, tenantId);
       if (!current) return undefined;
       if (input.allowed_regions) this.#checkRegions(current.data_region, input.allowed_regions);
+      if (input.plan !== undefined || input.plan_overrides !== undefined) {
+        await this.#checkPlacementKept(tx, current, input);
+      }
       return store.updateTenant(tx, tenantId, {
         ...(name !== undefined ? { name } : {}),
         ...(input.plan !== undefined ? { plan_id: input.plan } : {}),
@@ -105,6 +109,31 @@ export class TenantService {
     });
     if (!row) throw errors.notFound('tenant');
     return store.toTenant(row);
+  }
+
+  /**
+   * A plan change may not take away the entitlement the tenant's current placement rests on: a tenant in
+   * its own database stays on a plan with byod_datastore until its data has moved back to a shared one.
+   */
+  async #checkPlacementKept(tx: Queryable, current: store.TenantRow, input: UpdateTenant): Promise<void> {
+    if (!current.datastore_id) return;
+    const { rows } = await tx.query<{ kind: 'dedicated' | 'byod' }>(
+      'SELECT kind FROM strata.datastores WHERE id = $1',
+      [current.datastore_id],
+    );
+    const kind = rows[0]?.kind;
+    if (!kind) return;
+    const feature = kind === 'byod' ? 'byod_datastore' : 'dedicated_datastore';
+    const next = this.platform.plans.entitlements(
+      input.plan ?? current.plan_id,
+      input.plan_overrides ?? current.plan_overrides,
+    );
+    if (next.features[feature]) return;
+    throw new AppError(
+      'conflict',
+      `The tenant's data is in a ${kind === 'byod' ? 'database of its own' : 'dedicated datastore'}, which the ${next.plan.name} plan does not include; move it to a shared datastore first`,
+      { placement: kind, feature, plan: next.plan.id },
+    );
   }
 
   async changeStatus(tenantId: string, change: store.StatusChange): Promise<Tenant> {

@@ -16,6 +16,8 @@ export interface TenantRow {
   suspended_at: Date | null;
   deleted_at: Date | null;
   purge_after: Date | null;
+  /** A datastore of the tenant's own (strata.datastores), or null for its region's shared one. */
+  datastore_id: string | null;
 }
 
 export function toTenant(r: TenantRow): Tenant {
