@@ -26,6 +26,7 @@ const Env = Type.Object({
   ),
   STRATA_AUTH_CACHE_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: 5 }),
   STRATA_SSE_HEARTBEAT_SECONDS: Type.Number({ minimum: 0.05, default: 15 }),
+  STRATA_MOVE_SOURCE_GRACE_HOURS: Type.Number({ minimum: 0, default: 24 }),
   STRATA_PURGE_GRACE_HOURS: Type.Number({ minimum: 0, default: 720 }),
   STRATA_INVITATION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 168 }),
   STRATA_SESSION_TTL_HOURS: Type.Number({ minimum: 0.01, default: 24 }),
@@ -50,6 +51,8 @@ export interface Config {
   /** The shared datastore of each region that has its own (region -> postgres:// URL or pglite:<dir>); others use the control database. */
   sharedDatastores: Record<string, string>;
   purgeGraceHours: number;
+  /** How long the source copy of a moved tenant is kept (for inspection) before it is dropped. */
+  moveSourceGraceHours: number;
   invitationTtlHours: number;
   sessionTtlHours: number;
   mailDir: string;
@@ -110,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authCacheSeconds: e.STRATA_AUTH_CACHE_SECONDS,
     sharedDatastores,
     purgeGraceHours: e.STRATA_PURGE_GRACE_HOURS,
+    moveSourceGraceHours: e.STRATA_MOVE_SOURCE_GRACE_HOURS,
     invitationTtlHours: e.STRATA_INVITATION_TTL_HOURS,
     sessionTtlHours: e.STRATA_SESSION_TTL_HOURS,
     mailDir: resolve(e.STRATA_MAIL_DIR ?? `${dataDir}/mail`),

@@ -158,6 +158,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
 
   const purgeTimer = setInterval(() => {
     tenants.purgeDue().catch((err) => log.error({ err, type: 'tenants.purge' }, 'tenant purge failed'));
+    moves.finishDue().catch((err) => log.error({ err, type: 'moves.finish' }, 'dropping moved sources failed'));
   }, 60_000);
   purgeTimer.unref();
 

@@ -34,6 +34,7 @@ describe('loadConfig', () => {
       authCacheSeconds: 5,
       sharedDatastores: {},
       purgeGraceHours: 720,
+      moveSourceGraceHours: 24,
       invitationTtlHours: 168,
       sessionTtlHours: 24,
       mailDir: join(data, 'mail'),

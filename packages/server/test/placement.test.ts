@@ -577,3 +577,30 @@ describe('moves interrupted by a restart', () => {
     expect(doc.json().data).toEqual({ a: 1 });
   });
 });
+
+describe('the source copy of a move', () => {
+  it('is kept for the grace period, then dropped by housekeeping', async () => {
+    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: `g${randomBytes(4).toString('hex')}`,
+      name: 'G',
+      plan: 'enterprise',
+      allowed_regions: ['local', 'eu'],
+    });
+    const id = created.json().id as string;
+    const key = (
+      await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, { name: 'w', scopes: ['data:write'] })
+    ).json().secret as string;
+    await h.call(key, 'POST', `/v1/tenants/${id}/collections`, { name: 'c' });
+    await h.call(key, 'POST', `/v1/tenants/${id}/collections/c/documents`, { data: { a: 1 } });
+    const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { region: 'eu' });
+    await h.strata.services.moves.settled(started.json().id);
+    expect(await h.strata.services.moves.finishDue()).not.toContain(started.json().id);
+    expect(await rowsIn(h.db, 'documents', id)).toBe(1);
+    const later = new Date(Date.now() + (h.config.moveSourceGraceHours + 1) * 3600_000);
+    expect(await h.strata.services.moves.finishDue(later)).toContain(started.json().id);
+    expect(await rowsIn(h.db, 'documents', id)).toBe(0);
+    const move = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}/moves/${started.json().id}`)).json();
+    expect(move.phase).toBe('finished');
+    expect((await h.call(key, 'GET', `/v1/tenants/${id}/collections/c/documents?limit=5`)).json().data).toHaveLength(1);
+  });
+});

@@ -404,6 +404,19 @@ export class MoveService {
     return this.get(tenantId, moveId);
   }
 
+  /** Drops the source copies of moves switched longer ago than the grace period (run by the housekeeping timer). */
+  async finishDue(now = new Date()): Promise<string[]> {
+    const due = await withSystem(this.platform.db, (tx) =>
+      tx.query<{ id: string; owner_tenant: string }>(
+        `SELECT id, owner_tenant FROM strata.moves
+          WHERE phase = 'switched' AND switched_at <= $1::timestamptz - make_interval(secs => $2::float8 * 3600)`,
+        [now, this.platform.config.moveSourceGraceHours],
+      ),
+    );
+    for (const m of due.rows) await this.finish(m.owner_tenant, m.id);
+    return due.rows.map((m) => m.id);
+  }
+
   /**
    * At boot: a move left in 'copying' is undone (its partial copy dropped; the tenant never left the
    * source); one left 'fenced', or whose source is already marked moved, is switched over.
