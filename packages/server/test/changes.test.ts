@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Change } from '../src/modules/changes/service.js';
 import { withTenant } from '../src/platform/db/tenant-context.js';
 import { createTenant, type Harness, startHarness, type TestTenant } from './harness.js';
 
@@ -14,17 +15,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-interface Change {
-  seq: number;
-  collection: string;
-  id: string;
-  version: number;
-  deleted: boolean;
-  data: Record<string, unknown> | null;
-  at: string;
-  client_id: string | null;
-  mutation_id: string | null;
-}
 interface Page {
   changes: Change[];
   checkpoint: { epoch: number; seq: number };

@@ -39,13 +39,14 @@ afterAll(async () => {
   await dropRegion();
 });
 
-async function tenantIn(region: string) {
+/** An enterprise tenant whose data is in `region` (the first allowed region) and a data:write key for it. */
+async function tenantIn(region: string, allowed: string[] = [region]) {
   const slug = `p${randomBytes(4).toString('hex')}`;
   const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
     slug,
     name: slug,
     plan: 'enterprise',
-    allowed_regions: [region],
+    allowed_regions: allowed,
   });
   expect(created.statusCode, created.body).toBe(201);
   const id = created.json().id as string;
@@ -421,17 +422,8 @@ describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/data
 
 describe('live moves between regions', () => {
   it('moves a tenant under concurrent writes: no acknowledged write lost, none duplicated, every refusal a 503 with Retry-After', async () => {
-    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
-      slug: `m${randomBytes(4).toString('hex')}`,
-      name: 'Mover',
-      plan: 'enterprise',
-      allowed_regions: ['local', 'eu'],
-    });
-    const id = created.json().id as string;
-    expect(created.json().data_region).toBe('local');
-    const key = (
-      await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, { name: 'w', scopes: ['data:write'] })
-    ).json().secret as string;
+    const { id, key } = await tenantIn('local', ['local', 'eu']);
+    expect((await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}`)).json().data_region).toBe('local');
     const base = `/v1/tenants/${id}/collections`;
     await h.call(key, 'POST', base, { name: 'items', vector: { field: 'v', dimensions: 2 } });
     await h.call(key, 'POST', `${base}/items/indexes`, { name: 'by_n', path: 'n' });
@@ -525,16 +517,7 @@ describe('live moves between regions', () => {
 describe('moves interrupted by a restart', () => {
   it('are undone when the source was not yet fenced, and switched over when it was', async () => {
     const make = async () => {
-      const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
-        slug: `r${randomBytes(4).toString('hex')}`,
-        name: 'R',
-        plan: 'enterprise',
-        allowed_regions: ['local', 'eu'],
-      });
-      const id = created.json().id as string;
-      const key = (
-        await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, { name: 'w', scopes: ['data:write'] })
-      ).json().secret as string;
+      const { id, key } = await tenantIn('local', ['local', 'eu']);
       await h.call(key, 'POST', `/v1/tenants/${id}/collections`, { name: 'c' });
       await h.call(key, 'POST', `/v1/tenants/${id}/collections/c/documents`, { id: 'd', data: { a: 1 } });
       return { id, key };
@@ -580,16 +563,7 @@ describe('moves interrupted by a restart', () => {
 
 describe('the source copy of a move', () => {
   it('is kept for the grace period, then dropped by housekeeping', async () => {
-    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
-      slug: `g${randomBytes(4).toString('hex')}`,
-      name: 'G',
-      plan: 'enterprise',
-      allowed_regions: ['local', 'eu'],
-    });
-    const id = created.json().id as string;
-    const key = (
-      await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/api-keys`, { name: 'w', scopes: ['data:write'] })
-    ).json().secret as string;
+    const { id, key } = await tenantIn('local', ['local', 'eu']);
     await h.call(key, 'POST', `/v1/tenants/${id}/collections`, { name: 'c' });
     await h.call(key, 'POST', `/v1/tenants/${id}/collections/c/documents`, { data: { a: 1 } });
     const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { region: 'eu' });

@@ -114,12 +114,7 @@ export class ChangeService {
     access: TenantAccess,
     input: { client_id: string; mutations: Mutation[] },
   ): Promise<{ results: MutationResult[]; checkpoint: Checkpoint }> {
-    const ctx = {
-      tenantId: access.tenantId,
-      ent: this.platform.plans.entitlements(access.plan.id, access.plan.overrides),
-      plans: this.platform.plans,
-      maxDocumentBytes: this.platform.config.maxDocumentBytes,
-    };
+    const ctx = this.documents.writeContext(access);
     const scope = `sync:${input.client_id}`;
     const results = await this.documents.write(access.tenantId, async (tx) => {
       const results: MutationResult[] = [];

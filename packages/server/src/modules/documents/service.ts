@@ -74,7 +74,8 @@ export class DocumentService {
     private readonly indexes: IndexManager,
   ) {}
 
-  #context(access: TenantAccess, origin?: WriteContext['origin']): WriteContext {
+  /** What applyWrite needs to know about the caller: its tenant, its plan's limits, where a sync write came from. */
+  writeContext(access: TenantAccess, origin?: WriteContext['origin']): WriteContext {
     return {
       tenantId: access.tenantId,
       ent: this.platform.plans.entitlements(access.plan.id, access.plan.overrides),
@@ -126,7 +127,7 @@ export class DocumentService {
   }
 
   async #single(access: TenantAccess, op: WriteOp, pre: Preconditions = {}): Promise<WriteResult> {
-    const ctx = this.#context(access);
+    const ctx = this.writeContext(access);
     return this.write(access.tenantId, (tx) => applyWrite(tx, ctx, op, pre));
   }
 
@@ -137,7 +138,7 @@ export class DocumentService {
     input: { id?: string; data: Record<string, unknown> },
     idempotencyKey?: string,
   ): Promise<{ status: number; document: Document; replayed: boolean }> {
-    const ctx = this.#context(access);
+    const ctx = this.writeContext(access);
     const id = input.id ?? newId();
     const out = await this.write(access.tenantId, async (tx) => {
       if (idempotencyKey) {
@@ -185,7 +186,7 @@ export class DocumentService {
     access: TenantAccess,
     operations: BatchOperation[],
   ): Promise<{ results: { op: string; document: Document }[]; checkpoint: Checkpoint }> {
-    const ctx = this.#context(access);
+    const ctx = this.writeContext(access);
     const results = await this.write(access.tenantId, async (tx) => {
       const results: { op: string; document: Document }[] = [];
       for (const [index, o] of operations.entries()) {
@@ -268,7 +269,7 @@ export class DocumentService {
     const k = input.k ?? 10;
     const db = await this.platform.router.forTenant(tenantId);
     const pgvector = !input.exact && (await this.indexes.hasPgvector(db));
-    return withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    return withTenant(db, tenantId, async (tx) => {
       const found = await tx.query<{ settings: { vector?: VectorSettings } }>(
         'SELECT settings FROM strata_data.collections WHERE name = $1',
         [collection],

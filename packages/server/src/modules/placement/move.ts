@@ -1,11 +1,11 @@
 import type { Platform } from '../../platform/context.js';
-import type { Database, Queryable } from '../../platform/db/driver.js';
+import type { Database } from '../../platform/db/driver.js';
 import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { iso, newId } from '../../platform/ids.js';
 import type { IndexManager } from '../collections/indexes.js';
 import type { CollectionSettings } from '../documents/write.js';
-import { TENANT_DATA_TABLES } from '../tenants/service.js';
+import { removeTenantData } from '../tenants/service.js';
 
 /**
  * Live moves of a tenant's data from its current datastore to the shared datastore of another region
@@ -121,12 +121,7 @@ export class MoveService {
   }
 
   async get(tenantId: string, moveId: string): Promise<MoveStatus> {
-    const rows = await withSystem(this.platform.db, (tx) =>
-      tx.query<MoveRow>('SELECT * FROM strata.moves WHERE id = $1 AND owner_tenant = $2', [moveId, tenantId]),
-    );
-    const row = rows.rows[0];
-    if (!row) throw errors.notFound('move');
-    return toStatus(row);
+    return toStatus(await this.#load(tenantId, moveId));
   }
 
   /** Starts a move in the background and returns its first status. */
@@ -379,27 +374,33 @@ export class MoveService {
   }
 
   /** Removes the tenant's rows from a datastore (a failed copy, or the source after finish()). */
-  async #undo(tenantId: string, db: Database) {
-    await withTenant(db, tenantId, async (tx: Queryable) => {
-      for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
-    });
-    await this.indexes.dropForTenant(db, tenantId);
+  #undo(tenantId: string, db: Database) {
+    return removeTenantData(db, tenantId, this.indexes);
+  }
+
+  /** The datastore a move left. */
+  #sourceOf(m: MoveRow): Promise<Database> {
+    return m.source_datastore
+      ? this.platform.router.forDatastore(m.source_datastore)
+      : this.platform.router.forRegion(m.source_region);
+  }
+
+  async #load(tenantId: string, moveId: string): Promise<MoveRow> {
+    const rows = await withSystem(this.platform.db, (tx) =>
+      tx.query<MoveRow>('SELECT * FROM strata.moves WHERE id = $1 AND owner_tenant = $2', [moveId, tenantId]),
+    );
+    const row = rows.rows[0];
+    if (!row) throw errors.notFound('move');
+    return row;
   }
 
   /** Drops the source copy of a switched move. */
   async finish(tenantId: string, moveId: string): Promise<MoveStatus> {
-    const move = await this.get(tenantId, moveId);
+    const move = await this.#load(tenantId, moveId);
     if (move.phase !== 'switched') {
       throw new AppError('conflict', `Only a switched move can be finished; this one is ${move.phase}`);
     }
-    const rows = await withSystem(this.platform.db, (tx) =>
-      tx.query<MoveRow>('SELECT * FROM strata.moves WHERE id = $1', [moveId]),
-    );
-    const row = rows.rows[0] as MoveRow;
-    const source = row.source_datastore
-      ? await this.platform.router.forDatastore(row.source_datastore)
-      : await this.platform.router.forRegion(row.source_region);
-    await this.#undo(tenantId, source);
+    await this.#undo(tenantId, await this.#sourceOf(move));
     await this.#record(moveId, { phase: 'finished', finished_at: new Date() });
     return this.get(tenantId, moveId);
   }
@@ -426,10 +427,7 @@ export class MoveService {
       tx.query<MoveRow>("SELECT * FROM strata.moves WHERE phase IN ('copying', 'fenced')"),
     );
     for (const m of open.rows) {
-      const source = m.source_datastore
-        ? await this.platform.router.forDatastore(m.source_datastore)
-        : await this.platform.router.forRegion(m.source_region);
-      const moved = await withTenant(source, m.owner_tenant, (tx) =>
+      const moved = await withTenant(await this.#sourceOf(m), m.owner_tenant, (tx) =>
         tx.query<{ moved: boolean }>('SELECT moved FROM strata_data.tenant_sequences'),
       );
       if (m.phase === 'fenced' || moved.rows[0]?.moved) {

@@ -26,6 +26,9 @@ export interface Placement {
   displayUrl: string | null;
 }
 
+/** The plan feature each placement other than shared rests on. */
+export const PLACEMENT_FEATURE = { dedicated: 'dedicated_datastore', byod: 'byod_datastore' } as const;
+
 export class DatastoreRouter {
   readonly #placements = new Map<string, { placement: Placement; until: number }>();
   /**
@@ -92,19 +95,25 @@ export class DatastoreRouter {
   /** A registered datastore, opened from its decrypted settings. */
   forDatastore(id: string): Promise<Database> {
     const key = `datastore:${id}`;
-    let db = this.#open.get(key);
-    if (!db) {
-      db = withSystem(this.control, async (tx) => {
+    return this.#remember(key, async () => {
+      const row = await withSystem(this.control, async (tx) => {
         const r = await tx.query<{ config_ciphertext: string; region: string }>(
           'SELECT config_ciphertext, region FROM strata.datastores WHERE id = $1',
           [id],
         );
         return r.rows[0];
-      }).then((row) => {
-        if (!row) throw new Error(`datastore ${id} is not registered`);
-        const settings = JSON.parse(this.keyring.decrypt(row.config_ciphertext, key)) as ValidByodConfig;
-        return this.#connect(row.region, openPostgres(byodPoolConfig(settings)));
       });
+      if (!row) throw new Error(`datastore ${id} is not registered`);
+      const settings = JSON.parse(this.keyring.decrypt(row.config_ciphertext, key)) as ValidByodConfig;
+      return this.#connect(row.region, openPostgres(byodPoolConfig(settings)));
+    });
+  }
+
+  /** Opens a datastore once; one that could not be opened is tried again next time, not remembered broken. */
+  #remember(key: string, open: () => Promise<Database>): Promise<Database> {
+    let db = this.#open.get(key);
+    if (!db) {
+      db = open();
       this.#open.set(key, db);
       db.catch(() => this.#open.delete(key));
     }
@@ -136,27 +145,14 @@ export class DatastoreRouter {
   forRegion(region: string): Promise<Database> {
     const target = this.config.sharedDatastores[region];
     if (!target) return Promise.resolve(this.control);
-    let db = this.#open.get(target);
-    if (!db) {
-      db = (async () =>
-        this.#connect(
-          region,
-          target.startsWith('pglite:') ? await openPglite({ dataDir: target.slice(7) }) : openPostgres(target),
-        ))();
-      this.#open.set(target, db);
-      // A datastore that could not be opened is tried again on the next request, not remembered broken.
-      db.catch(() => this.#open.delete(target));
-    }
-    return db;
+    return this.#remember(target, async () =>
+      this.#connect(
+        region,
+        target.startsWith('pglite:') ? await openPglite({ dataDir: target.slice(7) }) : openPostgres(target),
+      ),
+    );
   }
 
-  /** Every datastore tenant data may be in: the control database and each region's own. */
-  async all(): Promise<Database[]> {
-    const regions = Object.keys(this.config.sharedDatastores);
-    return [this.control, ...(await Promise.all(regions.map((r) => this.forRegion(r))))];
-  }
-
-  /** Brings a datastore to the latest tenant migrations; closes it again if that fails. */
   async #connect(region: string, db: Database): Promise<Database> {
     try {
       const { applied } = await migrate(db, ['tenant']);

@@ -9,14 +9,13 @@ import type { TenantAccess } from '../auth/credentials.js';
 import { requireAccess } from '../auth/plugin.js';
 import { ByodConfig, redactUrl, testByodConnection, type ValidByodConfig, validateByodConfig } from './byod-check.js';
 import type { MoveService } from './move.js';
+import { PLACEMENT_FEATURE } from './router.js';
 
 const tags = ['placement'];
 const security = [{ bearer: [] }];
 
 export const PLACEMENT_KINDS = ['shared', 'dedicated', 'byod'] as const;
 export type PlacementKind = (typeof PLACEMENT_KINDS)[number];
-
-const FEATURE_OF = { dedicated: 'dedicated_datastore', byod: 'byod_datastore' } as const;
 
 const Kind = Type.Union(PLACEMENT_KINDS.map((k) => Type.Literal(k)));
 const DatastoreOptions = Type.Object({
@@ -46,8 +45,10 @@ export async function datastoreOptions(platform: Platform, access: TenantAccess)
   const region = await platform.router.regionOf(access.tenantId);
   const allowedRegions = await platform.router.allowedRegionsOf(access.tenantId);
   const options = PLACEMENT_KINDS.map((kind) => {
-    const allowed = kind === 'shared' || ent.features[FEATURE_OF[kind]];
-    const required = allowed ? undefined : platform.plans.cheapestWithFeature(FEATURE_OF[kind as 'dedicated' | 'byod']);
+    const allowed = kind === 'shared' || ent.features[PLACEMENT_FEATURE[kind]];
+    const required = allowed
+      ? undefined
+      : platform.plans.cheapestWithFeature(PLACEMENT_FEATURE[kind as 'dedicated' | 'byod']);
     const available = kind !== 'dedicated';
     return {
       kind,

@@ -1,12 +1,13 @@
 import type { CreateTenant, Tenant, UpdateTenant } from '@strata/contract';
 import type { Platform } from '../../platform/context.js';
-import type { Queryable } from '../../platform/db/driver.js';
+import type { Database, Queryable } from '../../platform/db/driver.js';
 import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { decodeCursor, toPage } from '../../platform/http/pagination.js';
 import { newId } from '../../platform/ids.js';
 import type { IndexManager } from '../collections/indexes.js';
 import type { MemberService } from '../members/service.js';
+import { PLACEMENT_FEATURE } from '../placement/router.js';
 import * as store from './store.js';
 
 /** Every tenant data table, children first: what purging a tenant removes from its datastore. */
@@ -18,6 +19,14 @@ export const TENANT_DATA_TABLES = [
   'strata_data.collections',
   'strata_data.tenant_sequences',
 ] as const;
+
+/** Removes every row and index of the tenant from one datastore (a purge, or a moved tenant's old copy). */
+export async function removeTenantData(db: Database, tenantId: string, indexes: IndexManager): Promise<void> {
+  await withTenant(db, tenantId, async (tx) => {
+    for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
+  });
+  await indexes.dropForTenant(db, tenantId);
+}
 
 export class TenantService {
   constructor(
@@ -123,7 +132,7 @@ export class TenantService {
     );
     const kind = rows[0]?.kind;
     if (!kind) return;
-    const feature = kind === 'byod' ? 'byod_datastore' : 'dedicated_datastore';
+    const feature = PLACEMENT_FEATURE[kind];
     const next = this.platform.plans.entitlements(
       input.plan ?? current.plan_id,
       input.plan_overrides ?? current.plan_overrides,
@@ -158,11 +167,7 @@ export class TenantService {
       return rows.map((r) => r.id);
     });
     for (const id of due) {
-      const db = await this.platform.router.forTenant(id);
-      await withTenant(db, id, async (tx) => {
-        for (const table of TENANT_DATA_TABLES) await tx.query(`DELETE FROM ${table}`);
-      });
-      await this.indexes.dropForTenant(db, id);
+      await removeTenantData(await this.platform.router.forTenant(id), id, this.indexes);
     }
     const purged = await withSystem(this.platform.db, (tx) => store.purgeDue(tx, now));
     if (purged.length > 0) this.platform.log.info({ type: 'tenants.purged', tenant_ids: purged }, 'purged tenants');
