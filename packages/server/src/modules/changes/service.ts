@@ -1,5 +1,4 @@
 import type { Platform } from '../../platform/context.js';
-import { withTenant } from '../../platform/db/tenant-context.js';
 import { AppError } from '../../platform/errors.js';
 import { iso } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
@@ -71,7 +70,7 @@ export class ChangeService {
   ): Promise<ChangePage> {
     const since = input.since ?? 0;
     const limit = input.limit ?? 100;
-    const rows = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const rows = await this.platform.router.withTenant(tenantId, async (tx) => {
       const r = await tx.query<ChangeRow>(
         `WITH s AS (
            SELECT coalesce(max(epoch), 1) AS epoch, coalesce(max(last_seq), 0) AS last_seq FROM strata_data.tenant_sequences

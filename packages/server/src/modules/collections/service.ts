@@ -1,7 +1,6 @@
 import { Ajv } from 'ajv';
 import type { Platform } from '../../platform/context.js';
 import type { Queryable } from '../../platform/db/driver.js';
-import { withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { iso } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
@@ -76,7 +75,7 @@ export class CollectionService {
     checkSchema(input.json_schema);
     const vector = vectorOf(input.vector);
     const settings: CollectionSettings = vector ? { vector } : {};
-    const row = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const row = await this.platform.router.withTenant(tenantId, async (tx) => {
       const used = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.collections');
       this.platform.plans.requireQuota(ent, 'collections', used.rows[0]?.n ?? 0);
       const { rows } = await tx.query<CollectionRow>(
@@ -98,7 +97,7 @@ export class CollectionService {
   }
 
   async list(tenantId: string): Promise<{ data: Collection[] }> {
-    const rows = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const rows = await this.platform.router.withTenant(tenantId, async (tx) => {
       const r = await tx.query<CollectionRow>(`SELECT ${COLUMNS} FROM strata_data.collections ORDER BY name`);
       return r.rows;
     });
@@ -106,7 +105,7 @@ export class CollectionService {
   }
 
   async get(tenantId: string, name: string): Promise<Collection> {
-    const row = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const row = await this.platform.router.withTenant(tenantId, async (tx) => {
       const r = await tx.query<CollectionRow>(`SELECT ${COLUMNS} FROM strata_data.collections WHERE name = $1`, [name]);
       return r.rows[0];
     });
@@ -121,7 +120,7 @@ export class CollectionService {
   ): Promise<Collection> {
     checkSchema(input.json_schema);
     const vector = input.vector === undefined ? undefined : (vectorOf(input.vector) ?? null);
-    const row = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const row = await this.platform.router.withTenantWrite(tenantId, async (tx) => {
       const current = await loadCollection(tx, name);
       const found = current.rows[0];
       if (!found) return undefined;
@@ -160,7 +159,7 @@ export class CollectionService {
 
   /** Deleting a collection deletes its documents; each gets a tombstone in the change feed so sync clients drop it. */
   async remove(tenantId: string, name: string): Promise<void> {
-    const out = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const out = await this.platform.router.withTenantWrite(tenantId, async (tx) => {
       const found = await loadCollection(tx, name);
       const collection = found.rows[0];
       if (!collection) return undefined;
@@ -190,7 +189,7 @@ export class CollectionService {
 
   /** Declares an index on a JSON path of the collection's documents; queries filtering or sorting on it use it. */
   async createIndex(tenantId: string, collection: string, input: { name: string; path: string }): Promise<Collection> {
-    const row = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const row = await this.platform.router.withTenantWrite(tenantId, async (tx) => {
       const found = await loadCollection(tx, collection);
       const current = found.rows[0];
       if (!current) return undefined;
@@ -212,7 +211,7 @@ export class CollectionService {
   }
 
   async dropIndex(tenantId: string, collection: string, name: string): Promise<void> {
-    const removed = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    const removed = await this.platform.router.withTenantWrite(tenantId, async (tx) => {
       const found = await loadCollection(tx, collection);
       const current = found.rows[0];
       const indexes = current?.settings?.indexes ?? [];

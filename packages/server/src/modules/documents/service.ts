@@ -1,7 +1,7 @@
 import type { Platform } from '../../platform/context.js';
 import type { Queryable } from '../../platform/db/driver.js';
 import { sqlLiteral } from '../../platform/db/driver.js';
-import { readInTenant, withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
+import { readInTenant, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { newId } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
@@ -93,7 +93,7 @@ export class DocumentService {
   async write<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await withTenantWrite(await this.platform.router.forTenant(tenantId), tenantId, fn);
+        const result = await this.platform.router.withTenantWrite(tenantId, fn);
         this.notifier.notify(tenantId);
         return result;
       } catch (err) {
@@ -111,7 +111,7 @@ export class DocumentService {
     tenantId: string,
     docs: Pick<Document, 'collection' | 'id' | 'version'>[],
   ): Promise<{ seqs: Map<string, number>; checkpoint: Checkpoint }> {
-    return withTenant(await this.platform.router.forTenant(tenantId), tenantId, async (tx) => {
+    return this.platform.router.withTenant(tenantId, async (tx) => {
       const { rows } = await tx.query<{ collection: string; doc_id: string; version: number; seq: number }>(
         `SELECT c.collection, c.doc_id, c.version, max(c.seq) AS seq
            FROM strata_data.changes c
@@ -220,18 +220,14 @@ export class DocumentService {
 
   async query(tenantId: string, collection: string, input: QueryInput): Promise<QueryResult> {
     const q = compileQuery(tenantId, collection, input);
-    const { rows, count, exists } = await withTenant(
-      await this.platform.router.forTenant(tenantId),
-      tenantId,
-      async (tx) => {
-        const r = await tx.query<DocumentRow & Record<string, unknown>>(q.sql, q.params);
-        const n = input.count ? (await tx.query<{ n: number }>(q.countSql, q.countParams)).rows[0]?.n : undefined;
-        const found =
-          r.rows.length > 0 ||
-          (await tx.query('SELECT 1 FROM strata_data.collections WHERE name = $1', [collection])).rows.length > 0;
-        return { rows: r.rows, count: n, exists: found };
-      },
-    );
+    const { rows, count, exists } = await this.platform.router.withTenant(tenantId, async (tx) => {
+      const r = await tx.query<DocumentRow & Record<string, unknown>>(q.sql, q.params);
+      const n = input.count ? (await tx.query<{ n: number }>(q.countSql, q.countParams)).rows[0]?.n : undefined;
+      const found =
+        r.rows.length > 0 ||
+        (await tx.query('SELECT 1 FROM strata_data.collections WHERE name = $1', [collection])).rows.length > 0;
+      return { rows: r.rows, count: n, exists: found };
+    });
     if (!exists) throw errors.notFound('collection');
     const more = rows.length > q.limit;
     const pageRows = more ? rows.slice(0, q.limit) : rows;
@@ -253,7 +249,7 @@ export class DocumentService {
   /** The plan PostgreSQL chooses for a query's page statement, as the tenant, with the same parameters. */
   async explainQuery(tenantId: string, collection: string, input: QueryInput): Promise<string> {
     const q = compileQuery(tenantId, collection, input);
-    const plan = await withTenant(await this.platform.router.forTenant(tenantId), tenantId, (tx) =>
+    const plan = await this.platform.router.withTenant(tenantId, (tx) =>
       tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${q.sql}`, q.params),
     );
     return plan.rows.map((r) => r['QUERY PLAN']).join('\n');

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import type { Database } from '../../platform/db/driver.js';
+import type { Database, Queryable } from '../../platform/db/driver.js';
 import { migrate } from '../../platform/db/migrate.js';
 import { openPostgres } from '../../platform/db/pg-driver.js';
 import { openPglite } from '../../platform/db/pglite-driver.js';
-import { withSystem } from '../../platform/db/tenant-context.js';
+import { withSystem, withTenant, withTenantWrite } from '../../platform/db/tenant-context.js';
 import { errors } from '../../platform/errors.js';
 import type { Keyring } from '../../platform/keyring.js';
 import { byodPoolConfig, type ValidByodConfig } from './byod-check.js';
@@ -50,6 +50,16 @@ export class DatastoreRouter {
     const placement = await this.placementOf(tenantId);
     if (!placement.datastoreId) return this.forRegion(placement.region);
     return this.forDatastore(placement.datastoreId);
+  }
+
+  /** withTenant on the tenant's datastore: the way services read tenant data. */
+  async withTenant<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return withTenant(await this.forTenant(tenantId), tenantId, fn);
+  }
+
+  /** withTenantWrite on the tenant's datastore: the way services write tenant data. */
+  async withTenantWrite<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return withTenantWrite(await this.forTenant(tenantId), tenantId, fn);
   }
 
   async regionOf(tenantId: string): Promise<string> {
