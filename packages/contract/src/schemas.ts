@@ -40,6 +40,7 @@ export const page = <T extends TSchema>(item: T) =>
 // ---- plans ----
 export const QUOTA_NAMES = [
   'storage_bytes',
+  'max_file_bytes',
   'api_calls_per_month',
   'requests_per_second',
   'documents',

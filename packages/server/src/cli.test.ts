@@ -122,7 +122,7 @@ describe('strata tenants move', () => {
       const human = strata(['tenants', 'move', tenantId, '--region', 'local'], env);
       expect(human.code, human.err).toBe(0);
       expect(human.err).toMatch(/\[#+\]\s+100%\s+300\/300 documents/);
-      expect(human.out).toMatch(/moved to local; writes paused \d+ ms/);
+      expect(human.out).toMatch(/moved to shared in local; writes paused \d+ ms/);
       const finishId = human.out.match(/--finish (\S+)/)?.[1] as string;
       const finished = strata(['tenants', 'move', tenantId, '--finish', finishId, '--json'], env);
       expect(finished.code, finished.err).toBe(0);
@@ -131,6 +131,31 @@ describe('strata tenants move', () => {
       const refused = strata(['tenants', 'move', tenantId, '--region', 'mars'], env);
       expect(refused.code).toBe(4);
       expect(refused.err).toMatch(/region_not_allowed/);
+
+      // Into a dedicated database; a downgrade to a plan without one is refused, or done after moving back.
+      const dedicated = strata(['tenants', 'move', tenantId, '--kind', 'dedicated', '--json'], env);
+      expect(dedicated.code, dedicated.err).toBe(0);
+      expect(JSON.parse(dedicated.out)).toMatchObject({ phase: 'switched', target_kind: 'dedicated' });
+      const downgrade = strata(['tenants', 'set-plan', tenantId, '--plan', 'starter'], env);
+      expect(downgrade.code).toBe(4);
+      expect(downgrade.err).toMatch(/dedicated datastore, which the Starter plan does not include/);
+      const both = strata(['tenants', 'set-plan', tenantId, '--plan', 'starter', '--move-back'], env);
+      expect(both.code, both.err).toBe(0);
+      expect(both.out).toMatch(/now on plan starter/);
+      expect(both.err).toMatch(/100%\s+300\/300 documents/);
+
+      // Snapshots: take one, list it, restore it in place.
+      const snap = strata(['snapshots', 'create', tenantId, '--json'], env);
+      expect(snap.code, snap.err).toBe(0);
+      const taken = JSON.parse(snap.out);
+      expect(taken).toMatchObject({ status: 'complete', documents: 300, collections: 1 });
+      const listed = strata(['snapshots', 'list', tenantId], env);
+      expect(listed.out).toContain(taken.id);
+      const restored = strata(['snapshots', 'restore', tenantId, '--snapshot', taken.id], env);
+      expect(restored.code, restored.err).toBe(0);
+      expect(restored.out).toMatch(/restored snapshot .+: 300 documents, 0 files, epoch \d+/);
+      const missing = strata(['snapshots', 'restore', tenantId, '--snapshot', crypto.randomUUID()], env);
+      expect(missing.code).toBe(3);
     } finally {
       rmSync(dir, { recursive: true, force: true });
       rmSync(eu, { recursive: true, force: true });

@@ -20,8 +20,17 @@ Commands:
   tenants list [--status active|suspended|deleted]
   tenants show|suspend|resume|delete|restore <tenant-id>
   tenants purge                           remove deleted tenants past their grace period
-  tenants move <tenant-id> --region R     move the tenant's data, live, to region R (progress bar)
+  tenants move <tenant-id> [--region R] [--kind shared|dedicated]
+                                          move the tenant's data, live, to region R's shared datastore or
+                                          to a dedicated database (progress bar)
   tenants move <tenant-id> --finish M     drop the source copy of switched move M
+  tenants set-plan <tenant-id> --plan P [--move-back]
+                                          change the plan; with --move-back, a tenant whose placement the
+                                          new plan does not include is first moved to the shared datastore
+  snapshots create <tenant-id>            take a snapshot of the tenant's data and files
+  snapshots list <tenant-id>              the tenant's snapshots
+  snapshots restore <tenant-id> --snapshot S [--kind K] [--region R]
+                                          restore in place, or into a new placement (a live move)
   keys create --operator [--name N]       create an operator key (secret shown once)
   keys create --tenant T --name N --scopes data:read,data:write
   keys list --tenant T
@@ -47,8 +56,10 @@ async function call(strata: Strata, operatorToken: string, method: string, url: 
   const payload = res.body ? JSON.parse(res.body) : null;
   if (res.statusCode >= 400) {
     const err = new Error(`${payload?.code ?? res.statusCode}: ${payload?.detail ?? payload?.title ?? res.body}`);
-    (err as Error & { exitCode: number }).exitCode =
-      res.statusCode === 404 ? EXIT.notFound : res.statusCode < 500 ? EXIT.refused : EXIT.failed;
+    Object.assign(err, {
+      exitCode: res.statusCode === 404 ? EXIT.notFound : res.statusCode < 500 ? EXIT.refused : EXIT.failed,
+      problem: payload,
+    });
     throw err;
   }
   return payload;
@@ -108,6 +119,9 @@ async function main(argv: string[]): Promise<number> {
       tenant: { type: 'string' },
       scopes: { type: 'string' },
       finish: { type: 'string' },
+      snapshot: { type: 'string' },
+      kind: { type: 'string' },
+      'move-back': { type: 'boolean', default: false },
     },
   });
   const [command, sub, arg] = positionals;
@@ -175,6 +189,20 @@ async function dispatch(
     return arg;
   };
   const tenantCols = ['id', 'slug', 'name', 'plan', 'status', 'data_region'];
+  /** Starts a move and follows it to its end: a progress bar on a terminal, a line a second otherwise. */
+  const followMove = async (tenant: string, body: Record<string, unknown>) =>
+    follow(tenant, await call(strata, token, 'POST', `/v1/tenants/${tenant}/moves`, body));
+  const follow = async (tenant: string, started: Awaited<ReturnType<typeof call>>) => {
+    const tty = process.stderr.isTTY && !values.json;
+    let status = started;
+    while (status.phase === 'copying' || status.phase === 'fenced') {
+      if (!values.json) process.stderr.write(`${tty ? '\r' : ''}${progressLine(status)}${tty ? '' : '\n'}`);
+      await new Promise((r) => setTimeout(r, tty ? 200 : 1000));
+      status = await call(strata, token, 'GET', `/v1/tenants/${tenant}/moves/${started.id}`);
+    }
+    if (!values.json) process.stderr.write(`${tty ? '\r' : ''}${progressLine(status)}\n`);
+    return status;
+  };
   switch (`${command} ${sub ?? ''}`.trim()) {
     case 'plans list': {
       const res = await call(strata, token, 'GET', '/v1/plans');
@@ -245,22 +273,98 @@ async function dispatch(
         print(done, () => `move ${done.id} finished: the source copy in ${done.source_region} is dropped`);
         return EXIT.ok;
       }
-      const started = await call(strata, token, 'POST', `/v1/tenants/${tenant}/moves`, { region: need('region') });
-      const tty = process.stderr.isTTY && !values.json;
-      let status = started;
-      while (status.phase === 'copying' || status.phase === 'fenced') {
-        if (!values.json) process.stderr.write(`${tty ? '\r' : ''}${progressLine(status)}${tty ? '' : '\n'}`);
-        await new Promise((r) => setTimeout(r, tty ? 200 : 1000));
-        status = await call(strata, token, 'GET', `/v1/tenants/${tenant}/moves/${started.id}`);
-      }
-      if (!values.json) process.stderr.write(`${tty ? '\r' : ''}${progressLine(status)}\n`);
+      if (!values.region && !values.kind) throw new UsageError('tenants move needs --region R and/or --kind K');
+      const status = await followMove(tenant, {
+        kind: values.kind ?? 'shared',
+        ...(values.region ? { region: values.region } : {}),
+      });
       print(status, () =>
         status.phase === 'switched'
-          ? `moved to ${status.target_region}; writes paused ${status.pause_ms} ms. Drop the source copy with:\n` +
-            `  strata tenants move ${tenant} --finish ${status.id}`
+          ? `moved to ${status.target_kind} in ${status.target_region}; writes paused ${status.pause_ms} ms. ` +
+            `Drop the source copy with:\n  strata tenants move ${tenant} --finish ${status.id}`
           : `move ${status.phase}: ${status.error ?? ''}`,
       );
       return status.phase === 'switched' ? EXIT.ok : EXIT.failed;
+    }
+    case 'tenants set-plan': {
+      const tenant = id();
+      const change = () => call(strata, token, 'PATCH', `/v1/tenants/${tenant}`, { plan: need('plan') });
+      let t: Record<string, unknown>;
+      try {
+        t = await change();
+      } catch (err) {
+        // Refused because the new plan does not include where the data lives: move it back, then change.
+        const refusedForPlacement = Boolean((err as Error & { problem?: { placement?: string } }).problem?.placement);
+        if (!values['move-back'] || !refusedForPlacement) throw err;
+        if (!values.json)
+          process.stderr.write(`${(err as Error).message}\nmoving the data to the shared datastore first\n`);
+        const moved = await followMove(tenant, { kind: 'shared' });
+        if (moved.phase !== 'switched') {
+          print(moved, () => `move ${moved.phase}: ${moved.error ?? ''}; the plan is unchanged`);
+          return EXIT.failed;
+        }
+        t = await change();
+      }
+      print(t, () => `tenant ${t.slug} is now on plan ${t.plan}`);
+      return EXIT.ok;
+    }
+    case 'snapshots create': {
+      const tenant = id();
+      let snap = await call(strata, token, 'POST', `/v1/tenants/${tenant}/snapshots`);
+      while (snap.status === 'running') {
+        await new Promise((r) => setTimeout(r, 200));
+        snap = await call(strata, token, 'GET', `/v1/tenants/${tenant}/snapshots/${snap.id}`);
+      }
+      print(snap, () =>
+        snap.status === 'complete'
+          ? `snapshot ${snap.id}: ${snap.collections} collections, ${snap.documents} documents, ${snap.files} files, ` +
+            `${snap.bytes} bytes, checksum ${snap.content_checksum}`
+          : `snapshot ${snap.status}: ${snap.error ?? ''}`,
+      );
+      return snap.status === 'complete' ? EXIT.ok : EXIT.failed;
+    }
+    case 'snapshots list': {
+      const res = await call(strata, token, 'GET', `/v1/tenants/${id()}/snapshots`);
+      print(res, () =>
+        table(res.data, ['id', 'status', 'created_at', 'region', 'collections', 'documents', 'files', 'bytes']),
+      );
+      return EXIT.ok;
+    }
+    case 'snapshots restore': {
+      const tenant = id();
+      const placement =
+        values.kind || values.region
+          ? { kind: values.kind ?? 'shared', ...(values.region ? { region: values.region } : {}) }
+          : undefined;
+      const snapshot = need('snapshot');
+      const res = await strata.app.inject({
+        method: 'POST',
+        url: `/v1/tenants/${tenant}/snapshots/${snapshot}/restore`,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        payload: JSON.stringify(placement ? { placement } : {}),
+      });
+      if (res.statusCode === 202) {
+        // Into a new placement: a move whose copy comes from the snapshot.
+        const status = await follow(tenant, res.json());
+        print(status, () =>
+          status.phase === 'switched'
+            ? `restored into ${status.target_kind} in ${status.target_region}; writes paused ${status.pause_ms} ms`
+            : `restore ${status.phase}: ${status.error ?? ''}`,
+        );
+        return status.phase === 'switched' ? EXIT.ok : EXIT.failed;
+      }
+      const body = res.json();
+      if (res.statusCode >= 400) {
+        throw Object.assign(new Error(`${body.code}: ${body.detail ?? body.title}`), {
+          exitCode: res.statusCode === 404 ? EXIT.notFound : res.statusCode < 500 ? EXIT.refused : EXIT.failed,
+        });
+      }
+      print(
+        body,
+        () =>
+          `restored snapshot ${body.snapshot_id}: ${body.documents} documents, ${body.files} files, epoch ${body.epoch}; writes held ${body.ms} ms`,
+      );
+      return EXIT.ok;
     }
     case 'tenants purge': {
       const purged = await strata.services.tenants.purgeDue();

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { ObjectStoreUrlError, parseObjectStoreUrl } from './platform/objects/url.js';
 
 /**
  * The one reader of process.env. Parsed once at boot, validated, then passed down.
@@ -19,7 +20,16 @@ const Env = Type.Object({
   STRATA_REGIONS: Type.String({ default: 'local', pattern: '^[a-z0-9-]{1,32}(,[a-z0-9-]{1,32})*$' }),
   STRATA_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576 }),
   STRATA_MAX_DOCUMENT_BYTES: Type.Integer({ minimum: 64, default: 524_288 }),
+  STRATA_MAX_FILE_BYTES: Type.Integer({ minimum: 1, maximum: 5_368_709_120, default: 5_368_709_120 }),
+  STRATA_OBJECT_STORES: Type.Optional(
+    Type.String({ pattern: '^[a-z0-9-]{1,32}=(file:|s3://)[^,]+(,[a-z0-9-]{1,32}=(file:|s3://)[^,]+)*$' }),
+  ),
   STRATA_SHARED_DATASTORES: Type.Optional(
+    Type.String({
+      pattern: '^[a-z0-9-]{1,32}=(postgres(ql)?://|pglite:)[^,]+(,[a-z0-9-]{1,32}=(postgres(ql)?://|pglite:)[^,]+)*$',
+    }),
+  ),
+  STRATA_DEDICATED_POOLS: Type.Optional(
     Type.String({
       pattern: '^[a-z0-9-]{1,32}=(postgres(ql)?://|pglite:)[^,]+(,[a-z0-9-]{1,32}=(postgres(ql)?://|pglite:)[^,]+)*$',
     }),
@@ -46,10 +56,19 @@ export interface Config {
   defaultRegion: string;
   bodyLimitBytes: number;
   maxDocumentBytes: number;
+  /** The largest file accepted whatever the plan (a plan's max_file_bytes may be lower). */
+  maxFileBytes: number;
+  /** The object store of every region (region -> file:<dir> or s3://…), for tenant files. */
+  objectStores: Record<string, string>;
   sseHeartbeatSeconds: number;
   authCacheSeconds: number;
   /** The shared datastore of each region that has its own (region -> postgres:// URL or pglite:<dir>); others use the control database. */
   sharedDatastores: Record<string, string>;
+  /**
+   * Where dedicated databases are created, per region: a PostgreSQL server on which Strata may CREATE
+   * DATABASE (the URL names its maintenance database), or pglite:<dir> for one embedded database per tenant.
+   */
+  dedicatedPools: Record<string, string>;
   purgeGraceHours: number;
   /** How long the source copy of a moved tenant is kept (for inspection) before it is dropped. */
   moveSourceGraceHours: number;
@@ -63,6 +82,39 @@ export class ConfigError extends Error {
   constructor(public readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
+}
+
+/** `scheme://user:secret@…` -> `scheme://user:***@…`: configuration errors never show a password or secret key. */
+const redactSecrets = (text: string) => text.replace(/(\/\/[^:/@\s",]*:)[^@\s",]*@/g, '$1***@');
+
+/**
+ * STRATA_OBJECT_STORES (`eu=s3://…,us=file:/data/objects`), each URL checked; every region without an entry
+ * gets the directory <data dir>/objects/<region>.
+ */
+function objectStoresOf(value: string | undefined, regions: string[], dataDir: string): Record<string, string> {
+  const stores: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const entry of value?.split(',') ?? []) {
+    const at = entry.indexOf('=');
+    const region = entry.slice(0, at);
+    const url = entry.slice(at + 1);
+    if (!regions.includes(region)) {
+      problems.push(`STRATA_OBJECT_STORES: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`);
+    } else if (stores[region]) {
+      problems.push(`STRATA_OBJECT_STORES: region "${region}" is listed twice`);
+    } else {
+      try {
+        const spec = parseObjectStoreUrl(url);
+        stores[region] = spec.kind === 'file' ? `file:${spec.dir}` : url;
+      } catch (err) {
+        if (!(err instanceof ObjectStoreUrlError)) throw err;
+        problems.push(`STRATA_OBJECT_STORES: region "${region}": ${err.message}`);
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  for (const region of regions) stores[region] ??= `file:${resolve(dataDir, 'objects', region)}`;
+  return stores;
 }
 
 /** Parses an environment (process.env by default) into a Config, or throws ConfigError listing every problem. */
@@ -79,24 +131,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const errors = [...Value.Errors(Env, converted)];
   if (errors.length > 0) {
     throw new ConfigError(
-      errors.map((e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(env[e.path.slice(1)] ?? null)}: ${e.message}`),
+      errors.map(
+        (e) =>
+          `${e.path.slice(1) || '(root)'}=${redactSecrets(JSON.stringify(env[e.path.slice(1)] ?? null))}: ${e.message}`,
+      ),
     );
   }
   const e = converted as Static<typeof Env>;
   const dataDir = resolve(e.STRATA_DATA_DIR);
   const regions = e.STRATA_REGIONS.split(',');
-  const sharedDatastores: Record<string, string> = {};
-  for (const entry of e.STRATA_SHARED_DATASTORES?.split(',') ?? []) {
-    const at = entry.indexOf('=');
-    const region = entry.slice(0, at);
-    const target = entry.slice(at + 1);
-    if (!regions.includes(region)) {
-      throw new ConfigError([
-        `STRATA_SHARED_DATASTORES: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`,
-      ]);
+  const regionMap = (name: string, value: string | undefined) => {
+    const map: Record<string, string> = {};
+    for (const entry of value?.split(',') ?? []) {
+      const at = entry.indexOf('=');
+      const region = entry.slice(0, at);
+      const target = entry.slice(at + 1);
+      if (!regions.includes(region)) {
+        throw new ConfigError([`${name}: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`]);
+      }
+      map[region] = target.startsWith('pglite:') ? `pglite:${resolve(target.slice(7))}` : target;
     }
-    sharedDatastores[region] = target.startsWith('pglite:') ? `pglite:${resolve(target.slice(7))}` : target;
-  }
+    return map;
+  };
+  const sharedDatastores = regionMap('STRATA_SHARED_DATASTORES', e.STRATA_SHARED_DATASTORES);
+  // Dedicated databases: the home region's default is the control database's server, or embedded
+  // databases under the data directory.
+  const dedicatedPools = {
+    [regions[0] as string]: e.DATABASE_URL ?? `pglite:${dataDir}/dedicated`,
+    ...regionMap('STRATA_DEDICATED_POOLS', e.STRATA_DEDICATED_POOLS),
+  };
   const config: Config = {
     dataDir,
     databaseUrl: e.DATABASE_URL,
@@ -109,9 +172,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     defaultRegion: regions[0] as string,
     bodyLimitBytes: e.STRATA_BODY_LIMIT_BYTES,
     maxDocumentBytes: e.STRATA_MAX_DOCUMENT_BYTES,
+    maxFileBytes: e.STRATA_MAX_FILE_BYTES,
+    objectStores: objectStoresOf(e.STRATA_OBJECT_STORES, regions, dataDir),
     sseHeartbeatSeconds: e.STRATA_SSE_HEARTBEAT_SECONDS,
     authCacheSeconds: e.STRATA_AUTH_CACHE_SECONDS,
     sharedDatastores,
+    dedicatedPools,
     purgeGraceHours: e.STRATA_PURGE_GRACE_HOURS,
     moveSourceGraceHours: e.STRATA_MOVE_SOURCE_GRACE_HOURS,
     invitationTtlHours: e.STRATA_INVITATION_TTL_HOURS,

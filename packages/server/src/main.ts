@@ -17,6 +17,8 @@ import { collectionRoutes } from './modules/collections/routes.js';
 import { CollectionService } from './modules/collections/service.js';
 import { documentRoutes } from './modules/documents/routes.js';
 import { DocumentService } from './modules/documents/service.js';
+import { fileRoutes } from './modules/files/routes.js';
+import { FileService } from './modules/files/service.js';
 import { memberRoutes } from './modules/members/routes.js';
 import { MemberService } from './modules/members/service.js';
 import { MoveService } from './modules/placement/move.js';
@@ -25,6 +27,8 @@ import { moveRoutes, placementRoutes } from './modules/placement/routes.js';
 import { loadPlans, syncPlans } from './modules/plans/catalog.js';
 import { PlanCatalog } from './modules/plans/entitlements.js';
 import { planRoutes } from './modules/plans/routes.js';
+import { snapshotRoutes } from './modules/snapshots/routes.js';
+import { SnapshotService } from './modules/snapshots/service.js';
 import { tenantRoutes } from './modules/tenants/routes.js';
 import { TenantService } from './modules/tenants/service.js';
 import type { Platform } from './platform/context.js';
@@ -33,11 +37,13 @@ import { migrate } from './platform/db/migrate.js';
 import { openPostgres } from './platform/db/pg-driver.js';
 import { openPglite } from './platform/db/pglite-driver.js';
 import { healthRoutes } from './platform/http/health.js';
-import { installProblemHandlers } from './platform/http/problem.js';
+import { frameworkErrors, installProblemHandlers } from './platform/http/problem.js';
+import { documentWildcard } from './platform/http/schema.js';
 import { installValidators } from './platform/http/validation.js';
 import { fileKeyring } from './platform/keyring.js';
 import { createLogger } from './platform/logger.js';
 import { outboxMailer } from './platform/mail.js';
+import { ObjectStores } from './platform/objects/open.js';
 
 export interface Strata {
   app: FastifyInstance;
@@ -49,6 +55,8 @@ export interface Strata {
     apiKeys: ApiKeyService;
     collections: CollectionService;
     documents: DocumentService;
+    files: FileService;
+    snapshots: SnapshotService;
     changes: ChangeService;
     moves: MoveService;
   };
@@ -84,10 +92,13 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const keyring = fileKeyring(config.masterKeyFile);
   const authCache = new AuthCache<unknown, unknown>(config.authCacheSeconds * 1000);
   const router = new DatastoreRouter(db, config, keyring, log);
+  await router.listen();
+  const objects = new ObjectStores(config.objectStores, router, log);
   const platform: Platform = {
     config,
     db,
     router,
+    objects,
     log,
     plans,
     mailer: outboxMailer(config.mailDir, log),
@@ -104,8 +115,14 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const notifier = new ChangeNotifier();
   const collections = new CollectionService(platform, notifier, indexes);
   const documents = new DocumentService(platform, notifier, indexes);
+  const files = new FileService(platform);
   const changes = new ChangeService(platform, documents);
   const moves = new MoveService(platform, indexes);
+  const snapshots = new SnapshotService(platform, indexes, moves);
+  tenants.beforePurge.push((tenantId) => moves.finishAll(tenantId));
+  tenants.beforePurge.push((tenantId) => snapshots.removeAll(tenantId));
+  files.sweepHolds.push((tenantId) => snapshots.isTaking(tenantId));
+  tenants.beforePurge.push((tenantId) => files.purgeTenant(tenantId));
 
   // http
   const app: FastifyInstance = Fastify({
@@ -117,6 +134,7 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
     },
     requestIdHeader: false,
     return503OnClosing: true,
+    frameworkErrors,
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -139,18 +157,21 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
       info: { title: 'Strata API', version: '0.1.0', description: 'Multi-tenant data plane' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
+    transform: documentWildcard,
   });
   await app.register(authPlugin, platform);
   healthRoutes(app, platform);
   planRoutes(app, platform);
-  placementRoutes(app, platform);
-  moveRoutes(app, moves);
+  placementRoutes(app, platform, moves);
+  moveRoutes(app, platform, moves);
+  snapshotRoutes(app, platform, snapshots);
   tenantRoutes(app, tenants);
   memberRoutes(app, members);
   apiKeyRoutes(app, apiKeys);
   authRoutes(app, auth, members);
   collectionRoutes(app, collections);
   documentRoutes(app, documents);
+  fileRoutes(app, files);
   changeRoutes(app, platform, changes, notifier);
   await app.ready();
   // A move interrupted by a restart is finished or undone before this node serves the tenant.
@@ -159,19 +180,21 @@ export async function createStrata(config: Config, options: StrataOptions = {}):
   const purgeTimer = setInterval(() => {
     tenants.purgeDue().catch((err) => log.error({ err, type: 'tenants.purge' }, 'tenant purge failed'));
     moves.finishDue().catch((err) => log.error({ err, type: 'moves.finish' }, 'dropping moved sources failed'));
+    files.sweepDue().catch((err) => log.error({ err, type: 'files.sweep' }, 'orphan blob sweep failed'));
   }, 60_000);
   purgeTimer.unref();
 
   return {
     app,
     platform,
-    services: { tenants, members, auth, apiKeys, collections, documents, changes, moves },
+    services: { tenants, members, auth, apiKeys, collections, documents, files, changes, moves, snapshots },
     firstOperatorKey,
     routes,
     async close() {
       clearInterval(purgeTimer);
       await app.close();
       await router.close();
+      await objects.close();
       // A database handed in by the caller stays the caller's to close.
       if (!options.db) await db.close();
     },

@@ -9,7 +9,9 @@ import {
   validateByodConfig,
 } from '../src/modules/placement/byod-check.js';
 import { AppError } from '../src/platform/errors.js';
+import { openObjectStore } from '../src/platform/objects/open.js';
 import { adminUrl, databaseUrlFor } from './pg-url.js';
+import { S3_SECRET, type S3Server, startS3Server } from './s3-server.js';
 
 /**
  * BYOD registration checks. The validation cases are pure and always run; the connection cases need a real
@@ -202,6 +204,40 @@ describe('validateByodConfig', () => {
   });
 });
 
+describe("validateByodConfig: the tenant's own bucket", () => {
+  const db = `postgres://app:${PASSWORD}@db.example.com/app`;
+  const refusedBucket = (bucket: string, operatorObjectStoreUrls: string[] = []) => {
+    try {
+      validateByodConfig({ url: db, bucket }, { operatorDatastoreUrls: [], operatorObjectStoreUrls });
+    } catch (err) {
+      const issues = issuesOf(err as AppError);
+      expect(JSON.stringify(issues)).not.toContain('bucket-s3cret');
+      return issues.find((i) => i.path === 'body/bucket')?.message;
+    }
+    throw new Error('expected validation_failed');
+  };
+
+  it('accepts an s3:// bucket with its own credentials and keeps it', () => {
+    const bucket = 's3://KEY:bucket-s3cret@acme-files/strata/?endpoint=https://s3.acme.example&region=eu-west-1';
+    expect(validateByodConfig({ url: db, bucket }, { operatorDatastoreUrls: [] })).toMatchObject({ bucket });
+  });
+
+  it('refuses a bucket without credentials (they would be the operator’s), malformed, or one of the operator’s', () => {
+    expect(refusedBucket('s3://acme-files?region=eu-west-1')).toMatch(/its own access key and secret/);
+    expect(refusedBucket('s3://KEY:bucket-s3cret@Not_A_Bucket')).toMatch(/not a valid bucket name/);
+    expect(refusedBucket('s3://KEY:bucket-s3cret@acme-files?colour=red')).toMatch(/unknown parameter/);
+    const operator = 's3://OPKEY:op-secret@strata-eu/tenants/?endpoint=http://minio.internal:9000';
+    expect(refusedBucket('s3://KEY:bucket-s3cret@strata-eu/?endpoint=http://MINIO.internal:9000', [operator])).toMatch(
+      /own buckets/,
+    );
+  });
+
+  it('refuses the database names Strata gives the dedicated databases it creates', () => {
+    const err = refusal({ url: `postgres://app:${PASSWORD}@db.example.com/strata_ds_0123abcd` });
+    expect(issuesOf(err)[0]?.message).toMatch(/reserved for the dedicated databases/);
+  });
+});
+
 describe('redactUrl', () => {
   it('replaces the password and secret parameters with ***', () => {
     expect(redactUrl(`postgres://app:${PASSWORD}@db.example.com:5432/app`)).toBe(
@@ -354,6 +390,40 @@ describe.skipIf(!base)('testByodConnection against PostgreSQL', () => {
     expect(create?.detail).toContain(`"${limitedRole}"`);
     expectSkippedAfter(report, 'create_privilege');
     expect(report.ok).toBe(false);
+  });
+
+  describe('with a bucket of its own (a real S3-protocol server)', () => {
+    let s3: S3Server;
+    beforeAll(async () => {
+      s3 = await startS3Server(['customer-bucket']);
+    });
+    afterAll(async () => {
+      await s3?.close();
+    });
+    const withBucket = (bucket: string) =>
+      testByodConnection(
+        { url: urlFor({}), tls: { mode: 'disable' }, bucket },
+        { timeoutMs: 5000, operatorDatastoreUrls: [base as string] },
+      );
+
+    it('adds a required bucket step that writes, reads back and deletes a probe object', async () => {
+      const report = await withBucket(s3.url('customer-bucket'));
+      expect(report.steps.at(-1)).toMatchObject({ step: 'bucket', ok: true, required: true });
+      expect(report.ok).toBe(true);
+      const store = await openObjectStore(s3.url('customer-bucket'));
+      const left: string[] = [];
+      for await (const o of store.list('')) left.push(o.key);
+      await store.close();
+      expect(left).toEqual([]);
+      expect(JSON.stringify(report)).not.toContain(S3_SECRET);
+    });
+
+    it('fails the bucket step for a bucket that does not exist, without the secret in the report', async () => {
+      const report = await withBucket(s3.url('no-such-bucket'));
+      expect(report.steps.at(-1)).toMatchObject({ step: 'bucket', ok: false, required: true });
+      expect(report.ok).toBe(false);
+      expect(report.steps.at(-1)?.detail).toMatch(/cannot be used/);
+    });
   });
 
   it('refuses to test the operator datastore itself', async () => {

@@ -30,9 +30,12 @@ describe('loadConfig', () => {
       defaultRegion: 'local',
       bodyLimitBytes: 1_048_576,
       maxDocumentBytes: 524_288,
+      maxFileBytes: 5_368_709_120,
+      objectStores: { local: `file:${join(data, 'objects', 'local')}` },
       sseHeartbeatSeconds: 15,
       authCacheSeconds: 5,
       sharedDatastores: {},
+      dedicatedPools: { local: `pglite:${join(data, 'dedicated')}` },
       purgeGraceHours: 720,
       moveSourceGraceHours: 24,
       invitationTtlHours: 168,
@@ -130,6 +133,64 @@ describe('loadConfig', () => {
     }
     expect(() => loadConfig({ STRATA_PUBLIC_URL: 'ftp://x' })).toThrow(/STRATA_PUBLIC_URL/);
     expect(loadConfig({ DATABASE_URL: 'postgres://x' }).databaseUrl).toBe('postgres://x');
+  });
+
+  it('gives every region an object store: the ones STRATA_OBJECT_STORES names, a local directory for the rest', () => {
+    const s3 = 's3://AK:se%2Fcret@eu-files?endpoint=http://127.0.0.1:9000&path_style=true';
+    const c = loadConfig({
+      STRATA_DATA_DIR: '/srv/strata',
+      STRATA_REGIONS: 'us,eu,ap',
+      STRATA_OBJECT_STORES: `eu=${s3},ap=file:./ap-objects`,
+      STRATA_MAX_FILE_BYTES: '1048576',
+    });
+    expect(c.objectStores).toEqual({
+      us: 'file:/srv/strata/objects/us',
+      eu: s3,
+      ap: `file:${resolve('./ap-objects')}`,
+    });
+    expect(c.maxFileBytes).toBe(1_048_576);
+    expect(() => loadConfig({ STRATA_MAX_FILE_BYTES: String(6 * 1024 ** 3) })).toThrow(/STRATA_MAX_FILE_BYTES/);
+  });
+
+  it("creates dedicated databases on the home region's default pool, or the pools STRATA_DEDICATED_POOLS names", () => {
+    expect(loadConfig({ STRATA_DATA_DIR: '/srv/strata' }).dedicatedPools).toEqual({
+      local: 'pglite:/srv/strata/dedicated',
+    });
+    expect(loadConfig({ DATABASE_URL: 'postgres://strata@db/strata' }).dedicatedPools).toEqual({
+      local: 'postgres://strata@db/strata',
+    });
+    const c = loadConfig({
+      STRATA_DATA_DIR: '/srv/strata',
+      STRATA_REGIONS: 'us,eu',
+      STRATA_DEDICATED_POOLS: 'eu=postgres://strata@pg-eu/postgres,us=pglite:./us-dedicated',
+    });
+    expect(c.dedicatedPools).toEqual({
+      us: `pglite:${resolve('./us-dedicated')}`,
+      eu: 'postgres://strata@pg-eu/postgres',
+    });
+    expect(() => loadConfig({ STRATA_DEDICATED_POOLS: 'mars=pglite:/x' })).toThrow(
+      /STRATA_DEDICATED_POOLS: region "mars" is not in STRATA_REGIONS/,
+    );
+    expect(() => loadConfig({ STRATA_DEDICATED_POOLS: 'eu=mysql://x' })).toThrow(/STRATA_DEDICATED_POOLS/);
+  });
+
+  it('refuses a bad STRATA_OBJECT_STORES naming the region and the problem, never the secret', () => {
+    const problems = (value: string, regions = 'local,eu') =>
+      (thrown(() => loadConfig({ STRATA_REGIONS: regions, STRATA_OBJECT_STORES: value })) as ConfigError).problems;
+    expect(problems('mars=file:/x')).toEqual([
+      'STRATA_OBJECT_STORES: region "mars" is not in STRATA_REGIONS (local,eu)',
+    ]);
+    expect(problems('eu=file:/x,eu=file:/y')).toEqual(['STRATA_OBJECT_STORES: region "eu" is listed twice']);
+    const [bucket] = problems('eu=s3://AK:hunter2@Bad_Bucket');
+    expect(bucket).toMatch(
+      /^STRATA_OBJECT_STORES: region "eu": s3:\/\/AK:\*\*\*@Bad_Bucket: "Bad_Bucket" is not a valid bucket/,
+    );
+    const [param] = problems('eu=s3://AK:hunter2@bucket?regoin=x');
+    expect(param).toMatch(/unknown parameter\(s\) regoin/);
+    // A value the pattern refuses is shown too, with the secret masked.
+    const [shape] = problems('eu=ftp://AK:hunter2@host');
+    expect(shape).toMatch(/^STRATA_OBJECT_STORES="eu=ftp:\/\/AK:\*\*\*@host": /);
+    for (const p of [bucket, param, shape]) expect(p).not.toContain('hunter2');
   });
 });
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openApiPathOf } from '../src/platform/http/schema.js';
 import { type Harness, startHarness } from './harness.js';
 
 let h: Harness;
@@ -20,9 +21,7 @@ describe('OpenAPI document', () => {
         Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
       ),
     );
-    const registered = h.strata.routes
-      .filter((r) => !r.hidden)
-      .map((r) => `${r.method} ${r.url.replace(/:(\w+)/g, '{$1}')}`);
+    const registered = h.strata.routes.filter((r) => !r.hidden).map((r) => `${r.method} ${openApiPathOf(r.url)}`);
     expect(registered.length).toBeGreaterThan(20);
     expect([...documented].sort()).toEqual([...new Set(registered)].sort());
     for (const [path, ops] of Object.entries(

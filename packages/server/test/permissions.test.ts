@@ -18,6 +18,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Strata } from '../src/main.js';
 import type { AccessRule } from '../src/modules/auth/plugin.js';
+import { openApiPathOf, routeUrlOf } from '../src/platform/http/schema.js';
 import { createTenant, type Harness, startHarness, type TestTenant, tokenFromMail } from './harness.js';
 import { exampleFor } from './openapi-examples.js';
 
@@ -135,7 +136,7 @@ function operations() {
   return Object.entries(openapi.paths).flatMap(([path, ops]) =>
     Object.entries(ops).map(([m, op]) => {
       const method = m.toUpperCase();
-      const url = path.replace(/\{(\w+)\}/g, ':$1');
+      const url = routeUrlOf(path);
       const route = rules.get(keyOf(method, url));
       if (!route) throw new Error(`${method} ${path} is documented but was not found among the route modules`);
       return { ...route, path, bodySchema: op.requestBody?.content['application/json']?.schema };
@@ -171,7 +172,7 @@ describe('the route table', () => {
     expect(header).toEqual(['call', 'needs']);
     const documented = Object.fromEntries(rows.map((r) => [codeSpans(r[0] ?? '')[0], r[1]]));
     const actual = Object.fromEntries(
-      [...rules.values()].map((r) => [keyOf(r.method, r.url.replace(/:(\w+)/g, '{$1}')), needOf(r.rule)]),
+      [...rules.values()].map((r) => [keyOf(r.method, openApiPathOf(r.url)), needOf(r.rule)]),
     );
     expect(documented).toEqual(actual);
   });
@@ -243,11 +244,25 @@ function fixtures(t: TestTenant) {
       await ok(h.call(op(), 'POST', url, { name, path: 'n' }), 'create index');
       return name;
     },
+    /** A file (its key, for a route's trailing `*`). */
+    async file(): Promise<string> {
+      const key = `dir/f${randomUUID().replaceAll('-', '').slice(0, 12)}.json`;
+      await ok(h.call(op(), 'PUT', `/v1/tenants/${t.id}/files/${key}`, { n: 1 }), 'upload file');
+      return key;
+    },
     /** A finished-copying (switched) move of the given tenant to eu. */
     async move(tenantId: string): Promise<string> {
       await ok(h.call(op(), 'PATCH', `/v1/tenants/${tenantId}`, { allowed_regions: ['local', 'eu'] }), 'allow eu');
-      const started = await ok(h.call(op(), 'POST', `/v1/tenants/${tenantId}/moves`, { region: 'eu' }), 'move');
+      const tenant = await ok(h.call(op(), 'GET', `/v1/tenants/${tenantId}`), 'tenant');
+      const region = tenant.json().data_region === 'eu' ? 'local' : 'eu';
+      const started = await ok(h.call(op(), 'POST', `/v1/tenants/${tenantId}/moves`, { region }), 'move');
       await h.strata.services.moves.settled(started.json().id);
+      return started.json().id;
+    },
+    /** A complete snapshot of the given tenant. */
+    async snapshot(tenantId: string): Promise<string> {
+      const started = await ok(h.call(op(), 'POST', `/v1/tenants/${tenantId}/snapshots`), 'snapshot');
+      await h.strata.services.snapshots.settled(started.json().id);
       return started.json().id;
     },
     async invitation(): Promise<string> {
@@ -276,6 +291,8 @@ function bodyFor(key: string, t: TestTenant, schema: object | undefined): unknow
       return { url: 'postgresql://app@127.0.0.1:1/app', tls: { mode: 'disable' } };
     case 'POST /v1/tenants/:tenantId/moves':
       return { region: 'eu' };
+    case 'POST /v1/tenants/:tenantId/snapshots/:snapshotId/restore':
+      return {};
     case 'POST /v1/tenants/:tenantId/batch':
       return { operations: [{ op: 'create', collection: lastCollection, data: { n: 1 } }] };
     default:
@@ -334,6 +351,7 @@ describe('permission matrix', () => {
     );
 
     const wrong: string[] = [];
+    let readMove: string | undefined;
     let allowedCalls = 0;
     let refusedCalls = 0;
     for (const op of guarded) {
@@ -358,8 +376,13 @@ describe('permission matrix', () => {
           collection: () => make.collection(),
           id: () => make.document(),
           index: () => make.index(),
-          // Refused callers never reach a move; the operator gets a real one on its own tenant.
-          moveId: async () => (caller.operator ? make.move(tenantId) : randomUUID()),
+          // A real move: a fresh one to finish (finishing ends it), one shared by the readers otherwise.
+          snapshotId: () => make.snapshot(tenantId),
+          moveId: async () => {
+            if (caller.operator || op.method === 'POST') return make.move(tenantId);
+            readMove = readMove ?? (await make.move(t.id));
+            return readMove;
+          },
         };
         let url = op.url;
         for (const [, name] of op.url.matchAll(/:(\w+)/g)) {
@@ -367,6 +390,7 @@ describe('permission matrix', () => {
           if (!value) throw new Error(`${key}: no fixture for the :${name} parameter; add one to this test`);
           url = url.replace(`:${name}`, await value());
         }
+        if (url.endsWith('/*')) url = `${url.slice(0, -1)}${await make.file()}`;
         // The change stream stays open; a short lifetime lets the allowed calls finish.
         if (key === 'GET /v1/tenants/:tenantId/changes/stream') url += '?max_seconds=0.05';
         const res = await h.call(caller.token, op.method, url, bodyFor(key, t, op.bodySchema));
@@ -423,12 +447,16 @@ describe('refusals', () => {
       collection: await make.collection(),
       id: await make.document(),
       index: await make.index(),
+      '*': await make.file(),
     };
   });
 
   const tenantRoutes = () => operations().filter((o) => o.url.includes(':tenantId'));
   const urlFor = (url: string, tenantId: string) =>
-    url.replace(':tenantId', tenantId).replace(/:(\w+)/g, (_, name: string) => targets[name] ?? randomUUID());
+    url
+      .replace(':tenantId', tenantId)
+      .replace(/:(\w+)/g, (_, name: string) => targets[name] ?? randomUUID())
+      .replace(/\/\*$/, () => `/${targets['*']}`);
 
   it("another tenant's session and API key get 404 not_found on every tenant route, the same as a missing tenant", async () => {
     const routes = tenantRoutes();

@@ -1,12 +1,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createStrata } from '../src/main.js';
+import { DatastoreRouter } from '../src/modules/placement/router.js';
 import type { Database } from '../src/platform/db/driver.js';
 import { openPostgres } from '../src/platform/db/pg-driver.js';
+import { createLogger } from '../src/platform/logger.js';
+import { openObjectStore } from '../src/platform/objects/open.js';
 import { driver, type Harness, startHarness } from './harness.js';
 import { adminUrl, databaseUrlFor } from './pg-url.js';
+import { startS3Server } from './s3-server.js';
 
 /**
  * A region with a shared datastore of its own: on PostgreSQL a second database on the same server, on the
@@ -63,6 +68,61 @@ async function rowsIn(db: Database, table: string, tenantId: string): Promise<nu
     tenantId,
   ]);
   return r.rows[0]?.n ?? 0;
+}
+
+function putFile(token: string, tenantId: string, key: string, bytes: Buffer) {
+  return h.strata.app.inject({
+    method: 'PUT',
+    url: `/v1/tenants/${tenantId}/files/${key}`,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+    payload: bytes,
+  });
+}
+function getFile(token: string, tenantId: string, key: string) {
+  return h.strata.app.inject({
+    method: 'GET',
+    url: `/v1/tenants/${tenantId}/files/${key}`,
+    headers: { authorization: `Bearer ${token}` },
+  });
+}
+
+type Acked = Map<string, { version: number; data: unknown }>;
+
+/**
+ * Runs `during` while four writers keep creating and updating documents of a collection; returns what the
+ * server acknowledged (id -> version and data) and every refusal (status and Retry-After).
+ */
+async function writesDuring<T>(key: string, collectionUrl: string, during: () => Promise<T>) {
+  const acked: Acked = new Map();
+  const refusals: { status: number; retryAfter: unknown }[] = [];
+  let stop = false;
+  const writer = async (w: number) => {
+    for (let i = 0; !stop; i++) {
+      const docId = `w${w}-${i % 40}`;
+      const data = { w, i };
+      const r = await h.call(key, 'PUT', `${collectionUrl}/documents/${docId}`, { data });
+      if (r.statusCode === 200 || r.statusCode === 201) acked.set(docId, { version: r.json().version, data });
+      else refusals.push({ status: r.statusCode, retryAfter: r.headers['retry-after'] });
+    }
+  };
+  const writers = [0, 1, 2, 3].map(writer);
+  await new Promise((r) => setTimeout(r, 100));
+  const result = await during();
+  await new Promise((r) => setTimeout(r, 100)); // writes continue against the new datastore
+  stop = true;
+  await Promise.all(writers);
+  expect(acked.size).toBeGreaterThan(0);
+  return { acked, refusals, result };
+}
+
+/** Every acknowledged write is readable at (at least) its acknowledged version, with its data when unchanged since. */
+async function expectAcknowledged(key: string, collectionUrl: string, acked: Acked) {
+  for (const [docId, want] of acked) {
+    const got = await h.call(key, 'GET', `${collectionUrl}/documents/${docId}`);
+    expect(got.statusCode, docId).toBe(200);
+    expect(got.json().version).toBeGreaterThanOrEqual(want.version);
+    if (got.json().version === want.version) expect(got.json().data).toEqual(want.data);
+  }
 }
 
 describe('regional shared datastores', () => {
@@ -140,6 +200,7 @@ describe('regional shared datastores', () => {
       'changes',
       'collections',
       'documents',
+      'files',
       'idempotency',
       'tenant_sequences',
     ]);
@@ -360,12 +421,6 @@ describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/data
     expect(stored.rows[0]?.config_ciphertext).not.toContain('strata_cust_');
     expect(stored.rows[0]?.display_url).not.toContain('pw-s3cret');
 
-    // With data in place, a change of placement needs a move, which this version does not do.
-    const back = await choose(t.id, { kind: 'shared' });
-    expect(back.statusCode).toBe(409);
-    expect(back.json().code).toBe('move_required');
-    expect(await rowsIn(customerDb, 'documents', t.id)).toBe(3);
-
     // A downgrade that would take away the placement's entitlement is refused until the data moves back.
     const downgrade = await h.call(h.operatorToken, 'PATCH', `/v1/tenants/${t.id}`, { plan: 'professional' });
     expect(downgrade.statusCode).toBe(409);
@@ -376,7 +431,94 @@ describe.skipIf(!process.env.STRATA_TEST_DATABASE_URL)('PUT /v1/tenants/{t}/data
       plan_overrides: { features: { byod_datastore: true } },
     });
     expect(granted.statusCode, granted.body).toBe(200);
+
+    // With data in place, choosing another placement moves the data live: 202 and the move to follow.
+    const back = await choose(t.id, { kind: 'shared' });
+    expect(back.statusCode, back.body).toBe(202);
+    expect(back.json()).toMatchObject({ source_kind: 'byod', target_kind: 'shared', phase: 'copying' });
+    await h.strata.services.moves.settled(back.json().id);
+    const status = await h.call(t.key, 'GET', `/v1/tenants/${t.id}/moves/${back.json().id}`);
+    expect(status.json(), status.body).toMatchObject({ phase: 'switched', error: null });
+    expect(await rowsIn(h.db, 'documents', t.id)).toBe(3);
+    expect((await h.call(t.key, 'GET', `${base}/mine/documents/d1`)).json().data).toEqual({ i: 1 });
+    // Until the move is confirmed the customer's database keeps the old copy (fenced); then only its own data.
+    expect(await rowsIn(customerDb, 'documents', t.id)).toBe(3);
+    const confirmed = await h.call(t.key, 'POST', `/v1/tenants/${t.id}/moves/${back.json().id}/finish`);
+    expect(confirmed.statusCode, confirmed.body).toBe(403); // a data key may not; an admin may
+    expect(
+      (await h.call(h.operatorToken, 'POST', `/v1/tenants/${t.id}/moves/${back.json().id}/finish`)).json().phase,
+    ).toBe('finished');
+    for (const table of ['collections', 'documents', 'changes', 'tenant_sequences']) {
+      expect(await rowsIn(customerDb, table, t.id), table).toBe(0);
+    }
+    const registered = await h.db.query('SELECT 1 FROM strata.datastores WHERE owner_tenant = $1', [t.id]);
+    expect(registered.rows).toEqual([]);
   });
+
+  it('moves a tenant with files into its own database and bucket, keeps its snapshots there, and back out', async () => {
+    const s3 = await startS3Server(['customer-files']);
+    try {
+      const t = await tenantIn('local');
+      const base = `/v1/tenants/${t.id}/collections`;
+      expect((await h.call(t.key, 'POST', base, { name: 'c' })).statusCode).toBe(201);
+      await h.call(t.key, 'POST', `${base}/c/documents`, { id: 'd', data: { a: 1 } });
+      const contract = randomBytes(30_000);
+      expect((await putFile(t.key, t.id, 'contracts/2026.pdf', contract)).statusCode).toBe(201);
+      const bucketUrl = s3.url('customer-files');
+      const moved = await choose(t.id, {
+        kind: 'byod',
+        config: { url: customerUrl, tls: { mode: 'disable' }, bucket: bucketUrl },
+      });
+      expect(moved.statusCode, moved.body).toBe(202);
+      expect(moved.body).not.toContain('S3RVER');
+      await h.strata.services.moves.settled(moved.json().id);
+      await h.call(h.operatorToken, 'POST', `/v1/tenants/${t.id}/moves/${moved.json().id}/finish`);
+
+      // Rows in the customer's database, bytes in the customer's bucket, none left with the operator.
+      expect(await rowsIn(customerDb, 'files', t.id)).toBe(1);
+      const bucket = await openObjectStore(bucketUrl);
+      const keys = async (prefix: string) => {
+        const out: string[] = [];
+        for await (const o of bucket.list(prefix)) out.push(o.key);
+        return out;
+      };
+      try {
+        expect(await keys(`tenants/${t.id}/blobs/`)).toHaveLength(1);
+        expect(existsSync(join(h.config.dataDir, 'objects', 'local', 'tenants', t.id, 'blobs'))).toBe(false);
+        expect((await getFile(t.key, t.id, 'contracts/2026.pdf')).rawPayload.equals(contract)).toBe(true);
+        // Snapshots of a tenant with its own bucket are kept in that bucket.
+        const snap = await h.call(h.operatorToken, 'POST', `/v1/tenants/${t.id}/snapshots`);
+        await h.strata.services.snapshots.settled(snap.json().id);
+        const snapStatus = await h.call(t.key, 'GET', `/v1/tenants/${t.id}/snapshots/${snap.json().id}`);
+        expect(snapStatus.json(), snapStatus.body).toMatchObject({ status: 'complete' });
+        expect(await keys(`tenants/${t.id}/snapshots/${snap.json().id}/`)).toEqual(
+          expect.arrayContaining([
+            expect.stringMatching(/manifest\.json$/),
+            expect.stringMatching(/data\.ndjson\.gz$/),
+          ]),
+        );
+        const stored = await h.db.query<{ config_ciphertext: string }>(
+          'SELECT config_ciphertext FROM strata.datastores WHERE owner_tenant = $1',
+          [t.id],
+        );
+        expect(stored.rows[0]?.config_ciphertext).not.toContain('customer-files');
+
+        // Back to the shared datastore: the file's bytes come back to the operator's store.
+        const back = await choose(t.id, { kind: 'shared' });
+        expect(back.statusCode, back.body).toBe(202);
+        await h.strata.services.moves.settled(back.json().id);
+        expect((await getFile(t.key, t.id, 'contracts/2026.pdf')).rawPayload.equals(contract)).toBe(true);
+        await h.call(h.operatorToken, 'POST', `/v1/tenants/${t.id}/moves/${back.json().id}/finish`);
+        expect(await keys(`tenants/${t.id}/blobs/`)).toEqual([]);
+        expect(await rowsIn(customerDb, 'files', t.id)).toBe(0);
+        expect((await getFile(t.key, t.id, 'contracts/2026.pdf')).rawPayload.equals(contract)).toBe(true);
+      } finally {
+        await bucket.close();
+      }
+    } finally {
+      await s3.close();
+    }
+  }, 60_000);
 
   it('checks the plan first and refuses a database that fails its test, storing nothing', async () => {
     const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
@@ -437,28 +579,16 @@ describe('live moves between regions', () => {
       expect((await h.call(key, 'POST', `/v1/tenants/${id}/batch`, { operations })).statusCode).toBe(200);
     }
 
-    // Writers keep creating and updating while the move runs; what the server acknowledged is recorded.
-    const acked = new Map<string, { version: number; data: unknown }>();
-    const refusals: { status: number; retryAfter: unknown }[] = [];
-    let stop = false;
-    const writer = async (w: number) => {
-      for (let i = 0; !stop; i++) {
-        const docId = `w${w}-${i % 40}`;
-        const data = { w, i };
-        const r = await h.call(key, 'PUT', `${base}/items/documents/${docId}`, { data });
-        if (r.statusCode === 200 || r.statusCode === 201) acked.set(docId, { version: r.json().version, data });
-        else refusals.push({ status: r.statusCode, retryAfter: r.headers['retry-after'] });
-      }
-    };
-    const writers = [0, 1, 2, 3].map(writer);
-    await new Promise((r) => setTimeout(r, 100));
-    const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { region: 'eu' });
-    expect(started.statusCode, started.body).toBe(202);
-    const moveId = started.json().id as string;
-    await h.strata.services.moves.settled(moveId);
-    await new Promise((r) => setTimeout(r, 100)); // writes continue against the new datastore
-    stop = true;
-    await Promise.all(writers);
+    const {
+      acked,
+      refusals,
+      result: moveId,
+    } = await writesDuring(key, `${base}/items`, async () => {
+      const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { region: 'eu' });
+      expect(started.statusCode, started.body).toBe(202);
+      await h.strata.services.moves.settled(started.json().id);
+      return started.json().id as string;
+    });
 
     const move = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}/moves/${moveId}`)).json();
     expect(move, JSON.stringify(move)).toMatchObject({ phase: 'switched', target_region: 'eu', error: null });
@@ -468,12 +598,7 @@ describe('live moves between regions', () => {
 
     // Everything acknowledged is there, at the acknowledged version, in the eu datastore.
     const euDb = await h.strata.platform.router.forRegion('eu');
-    for (const [docId, want] of acked) {
-      const got = await h.call(key, 'GET', `${base}/items/documents/${docId}`);
-      expect(got.statusCode, docId).toBe(200);
-      expect(got.json().version).toBeGreaterThanOrEqual(want.version);
-      if (got.json().version === want.version) expect(got.json().data).toEqual(want.data);
-    }
+    await expectAcknowledged(key, `${base}/items`, acked);
     expect(await rowsIn(euDb, 'documents', id)).toBe(2000 + acked.size);
     expect(acked.size).toBeGreaterThan(0);
     // The change feed came along, gapless, in a new epoch.
@@ -511,6 +636,138 @@ describe('live moves between regions', () => {
     expect(r.json().code).toBe('region_not_allowed');
     const member = await h.call(t.key, 'POST', `/v1/tenants/${t.id}/moves`, { region: 'eu' });
     expect(member.statusCode).toBe(403);
+  });
+});
+
+describe('moves between placements: shared, dedicated and back', () => {
+  /** Whether the dedicated database of a registry id exists (a PostgreSQL database, or an embedded directory). */
+  async function dedicatedExists(datastoreId: string, url: string): Promise<boolean> {
+    if (url.startsWith('pglite:')) return existsSync(url.slice(7));
+    const r = await h.db.query('SELECT 1 FROM pg_database WHERE datname = $1', [
+      `strata_ds_${datastoreId.replaceAll('-', '')}`,
+    ]);
+    return r.rows.length > 0;
+  }
+  const registered = async (tenantId: string) =>
+    (
+      await h.db.query<{ id: string; kind: string; display_url: string }>(
+        'SELECT id, kind, display_url FROM strata.datastores WHERE owner_tenant = $1',
+        [tenantId],
+      )
+    ).rows;
+
+  it('moves a tenant with data into a dedicated database under concurrent writes, then out to another region', async () => {
+    const { id, key } = await tenantIn('local', ['local', 'eu']);
+    const options = (await h.call(key, 'GET', `/v1/tenants/${id}/datastore-options`)).json();
+    expect(options.options.find((o: { kind: string }) => o.kind === 'dedicated')).toMatchObject({
+      allowed: true,
+      available: true,
+    });
+    const base = `/v1/tenants/${id}/collections`;
+    await h.call(key, 'POST', base, { name: 'items' });
+    const operations = Array.from({ length: 300 }, (_, i) => ({
+      op: 'create',
+      collection: 'items',
+      id: `seed-${i}`,
+      data: { n: i },
+    }));
+    expect((await h.call(key, 'POST', `/v1/tenants/${id}/batch`, { operations })).statusCode).toBe(200);
+    const report = randomBytes(50_000);
+    expect((await putFile(key, id, 'reports/q3.bin', report)).statusCode).toBe(201);
+    expect((await putFile(key, id, 'notes/readme.txt', Buffer.from('hello'))).statusCode).toBe(201);
+
+    // The tenant's admin chooses a dedicated database: with data in place that is a live move.
+    const {
+      acked,
+      refusals,
+      result: moveId,
+    } = await writesDuring(key, `${base}/items`, async () => {
+      const chosen = await h.call(h.operatorToken, 'PUT', `/v1/tenants/${id}/datastore`, { kind: 'dedicated' });
+      expect(chosen.statusCode, chosen.body).toBe(202);
+      expect(chosen.json()).toMatchObject({ source_kind: 'shared', target_kind: 'dedicated' });
+      // A file written while the move runs comes along too (files are synced under the fence).
+      expect((await putFile(key, id, 'notes/readme.txt', Buffer.from('hello again'))).statusCode).toBe(200);
+      await h.strata.services.moves.settled(chosen.json().id);
+      return chosen.json().id as string;
+    });
+    for (const r of refusals) expect(r).toEqual({ status: 503, retryAfter: '5' });
+    const move = (await h.call(key, 'GET', `/v1/tenants/${id}/moves/${moveId}`)).json();
+    expect(move, JSON.stringify(move)).toMatchObject({ phase: 'switched', target_kind: 'dedicated', error: null });
+    await expectAcknowledged(key, `${base}/items`, acked);
+
+    // The data physically lives in the new database; the shared one keeps only the fenced copy until finish.
+    const [ds] = await registered(id);
+    expect(ds).toMatchObject({ kind: 'dedicated' });
+    const dedicated = await h.strata.platform.router.forDatastore(ds?.id as string);
+    expect(await rowsIn(dedicated, 'documents', id)).toBe(300 + acked.size);
+    expect(await rowsIn(dedicated, 'collections', id)).toBe(1);
+    expect(await dedicatedExists(ds?.id as string, ds?.display_url as string)).toBe(true);
+    expect((await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves/${moveId}/finish`)).statusCode).toBe(200);
+    expect(await rowsIn(h.db, 'documents', id)).toBe(0);
+    const now = (await h.call(key, 'GET', `/v1/tenants/${id}/datastore-options`)).json().current;
+    expect(now).toMatchObject({ kind: 'dedicated', region: 'local', datastore: `dedicated:${ds?.id}` });
+    const feed = (await h.call(key, 'GET', `/v1/tenants/${id}/changes?since=0&limit=1000`)).json();
+    expect(feed.checkpoint.epoch).toBe(2);
+
+    // Out again, to the shared datastore of another region (operator route): the dedicated database is
+    // dropped when that move is finished.
+    const out = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { kind: 'shared', region: 'eu' });
+    expect(out.statusCode, out.body).toBe(202);
+    await h.strata.services.moves.settled(out.json().id);
+    expect((await h.call(key, 'GET', `/v1/tenants/${id}/moves/${out.json().id}`)).json()).toMatchObject({
+      phase: 'switched',
+      source_kind: 'dedicated',
+      target_kind: 'shared',
+      target_region: 'eu',
+    });
+    const euDb = await h.strata.platform.router.forRegion('eu');
+    expect(await rowsIn(euDb, 'documents', id)).toBe(300 + acked.size);
+    // Files came along to eu's object store; the local one no longer has the tenant's blobs after finish.
+    expect((await getFile(key, id, 'reports/q3.bin')).rawPayload.equals(report)).toBe(true);
+    expect((await getFile(key, id, 'notes/readme.txt')).body).toBe('hello again');
+    const blobsIn = (region: string) => readdirSync(join(h.config.dataDir, 'objects', region, 'tenants', id, 'blobs'));
+    expect(blobsIn('eu').length).toBeGreaterThanOrEqual(2);
+    await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves/${out.json().id}/finish`);
+    expect(() => blobsIn('local')).toThrow();
+    expect((await getFile(key, id, 'notes/readme.txt')).body).toBe('hello again');
+    expect(await registered(id)).toEqual([]);
+    expect(await dedicatedExists(ds?.id as string, ds?.display_url as string)).toBe(false);
+    const listed = (await h.call(key, 'GET', `/v1/tenants/${id}/moves`)).json().data;
+    expect(listed.map((m: { id: string }) => m.id)).toEqual([out.json().id, moveId]);
+  }, 60_000);
+
+  it('checks the plan first; a tenant without data is switched at once; purge drops its dedicated database', async () => {
+    const created = await h.call(h.operatorToken, 'POST', '/v1/tenants', {
+      slug: `s${randomBytes(4).toString('hex')}`,
+      name: 'Starter',
+      plan: 'starter',
+    });
+    const starter = created.json().id as string;
+    const refused = await h.call(h.operatorToken, 'PUT', `/v1/tenants/${starter}/datastore`, { kind: 'dedicated' });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'plan_required', required_plan: 'professional' });
+    const moveRefused = await h.call(h.operatorToken, 'POST', `/v1/tenants/${starter}/moves`, { kind: 'dedicated' });
+    expect(moveRefused.statusCode).toBe(403);
+    expect(await registered(starter)).toEqual([]);
+
+    const t = await tenantIn('local');
+    const chosen = await h.call(h.operatorToken, 'PUT', `/v1/tenants/${t.id}/datastore`, { kind: 'dedicated' });
+    expect(chosen.statusCode, chosen.body).toBe(200);
+    expect(chosen.json().current.kind).toBe('dedicated');
+    const again = await h.call(h.operatorToken, 'PUT', `/v1/tenants/${t.id}/datastore`, { kind: 'dedicated' });
+    expect(again.statusCode).toBe(200);
+    const [ds] = await registered(t.id);
+    expect((await h.call(t.key, 'POST', `/v1/tenants/${t.id}/collections`, { name: 'c' })).statusCode).toBe(201);
+    const dedicated = await h.strata.platform.router.forDatastore(ds?.id as string);
+    expect(await rowsIn(dedicated, 'collections', t.id)).toBe(1);
+    expect(await rowsIn(h.db, 'collections', t.id)).toBe(0);
+
+    // Deleted, then purged after the grace period: the dedicated database goes with the tenant.
+    expect((await h.call(h.operatorToken, 'DELETE', `/v1/tenants/${t.id}`)).statusCode).toBe(200);
+    const later = new Date(Date.now() + (h.config.purgeGraceHours + 1) * 3600_000);
+    expect(await h.strata.services.tenants.purgeDue(later)).toContain(t.id);
+    expect(await dedicatedExists(ds?.id as string, ds?.display_url as string)).toBe(false);
+    expect(await registered(t.id)).toEqual([]);
   });
 });
 
@@ -576,5 +833,50 @@ describe('the source copy of a move', () => {
     const move = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}/moves/${started.json().id}`)).json();
     expect(move.phase).toBe('finished');
     expect((await h.call(key, 'GET', `/v1/tenants/${id}/collections/c/documents?limit=5`)).json().data).toHaveLength(1);
+  });
+});
+
+describe.skipIf(driver !== 'postgres')('placement changes reach every node', () => {
+  it('a second node forgets its cached placement as soon as the first switches the tenant', async () => {
+    // A second API node on the same control database (the embedded database is one process: one node).
+    const other = await createStrata(h.config, {
+      db: openPostgres(h.url as string),
+      logger: createLogger('silent'),
+    });
+    try {
+      const { id, key } = await tenantIn('local', ['local', 'eu']);
+      await h.call(key, 'POST', `/v1/tenants/${id}/collections`, { name: 'c' });
+      const read = () =>
+        other.app.inject({
+          method: 'GET',
+          url: `/v1/tenants/${id}/collections/c/documents?limit=5`,
+          headers: { authorization: `Bearer ${key}` },
+        });
+      expect((await read()).statusCode).toBe(200);
+      const cachedAt = Date.now();
+      expect((await other.platform.router.placementOf(id)).region).toBe('local');
+
+      const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { region: 'eu' });
+      await h.strata.services.moves.settled(started.json().id);
+      let seen = '';
+      while (Date.now() - cachedAt < DatastoreRouter.CACHE_MS) {
+        seen = (await other.platform.router.placementOf(id)).region;
+        if (seen === 'eu') break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Seen before its cache entry would have expired: it was told.
+      expect(seen).toBe('eu');
+      expect(Date.now() - cachedAt).toBeLessThan(DatastoreRouter.CACHE_MS);
+      const write = await other.app.inject({
+        method: 'POST',
+        url: `/v1/tenants/${id}/collections/c/documents`,
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        payload: JSON.stringify({ id: 'via-other', data: { n: 1 } }),
+      });
+      expect(write.statusCode, write.body).toBe(201);
+      expect(await rowsIn(await h.strata.platform.router.forRegion('eu'), 'documents', id)).toBe(1);
+    } finally {
+      await other.close();
+    }
   });
 });

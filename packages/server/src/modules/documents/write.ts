@@ -83,7 +83,8 @@ interface LoadRow {
   json_schema: object | null;
   settings: CollectionSettings;
   doc_count: number;
-  doc_bytes: number;
+  /** Documents plus files: what the storage_bytes quota counts. */
+  stored_bytes: number;
   version: number | null;
   body: Record<string, unknown> | null;
   deleted: boolean | null;
@@ -196,7 +197,7 @@ function checkDocument(data: unknown, schema: object | null, settings: Collectio
 
 // The collection, the tenant's counts, and the document locked for the rest of the transaction (when it exists).
 const LOAD = `
-  SELECT c.json_schema, c.settings, s.doc_count, s.doc_bytes,
+  SELECT c.json_schema, c.settings, s.doc_count, s.doc_bytes + s.file_bytes AS stored_bytes,
          d.version, d.body, d.deleted, d.size_bytes, d.created_at, d.updated_at
     FROM strata_data.collections c
    CROSS JOIN strata_data.tenant_sequences s
@@ -310,7 +311,7 @@ async function attemptWrite(
   const docDelta = (deleting ? 0 : 1) - (live ? 1 : 0);
   const bytesDelta = (checked?.size ?? 0) - (live ? (row.size_bytes ?? 0) : 0);
   if (docDelta > 0) ctx.plans.requireQuota(ctx.ent, 'documents', Number(row.doc_count), docDelta);
-  if (bytesDelta > 0) ctx.plans.requireQuota(ctx.ent, 'storage_bytes', Number(row.doc_bytes), bytesDelta);
+  if (bytesDelta > 0) ctx.plans.requireQuota(ctx.ent, 'storage_bytes', Number(row.stored_bytes), bytesDelta);
 
   const version = (current?.version ?? 0) + 1;
   const written = await tx.query<DocumentRow>(WRITE, [

@@ -6,6 +6,9 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import pg from 'pg';
 import { AppError } from '../../platform/errors.js';
+import { openObjectStore } from '../../platform/objects/open.js';
+import type { ObjectStore } from '../../platform/objects/store.js';
+import { ObjectStoreUrlError, parseObjectStoreUrl } from '../../platform/objects/url.js';
 
 /**
  * Checks for a "bring your own database" registration: an enterprise tenant hands Strata a PostgreSQL
@@ -61,6 +64,17 @@ export const ByodConfig = Type.Object(
       examples: ['postgresql://app:secret@db.example.com:5432/app'],
     }),
     tls: Type.Optional(ByodTls),
+    bucket: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: MAX_URL_LENGTH,
+        pattern: '^s3://',
+        description:
+          "The tenant's own S3-compatible bucket for its files and snapshots: " +
+          's3://ACCESS_KEY:SECRET@bucket/prefix/?endpoint=https://host&region=eu-west-1',
+        examples: ['s3://AKIAEXAMPLE:secret@acme-strata/files/?region=eu-west-1'],
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -70,11 +84,15 @@ export type ByodConfig = Static<typeof ByodConfig>;
 export interface ValidByodConfig {
   url: string;
   tls: ByodTls;
+  /** The tenant's own bucket (an s3:// URL with its credentials), when it brings one. */
+  bucket?: string;
 }
 
 export interface ByodValidationOptions {
   /** Connection URLs of every datastore the operator runs (shared and dedicated); a tenant may name none of them. */
   operatorDatastoreUrls: string[];
+  /** The operator's own object stores (STRATA_OBJECT_STORES); a tenant may name none of their buckets. */
+  operatorObjectStoreUrls?: string[];
 }
 
 export interface ValidationIssue {
@@ -82,7 +100,14 @@ export interface ValidationIssue {
   message: string;
 }
 
-export type ByodStepName = 'reachable' | 'authenticated' | 'version' | 'create_privilege' | 'pgvector' | 'latency';
+export type ByodStepName =
+  | 'reachable'
+  | 'authenticated'
+  | 'version'
+  | 'create_privilege'
+  | 'pgvector'
+  | 'latency'
+  | 'bucket';
 
 export interface ByodStep {
   step: ByodStepName;
@@ -106,6 +131,7 @@ export interface ByodTestOptions {
   timeoutMs?: number;
   /** The same list validateByodConfig takes; the configuration is validated again before any connection. */
   operatorDatastoreUrls?: string[];
+  operatorObjectStoreUrls?: string[];
 }
 
 // ---- URL handling ----
@@ -165,15 +191,22 @@ function decode(part: string): string | null {
   }
 }
 
-/** The password as written in the URL, raw and decoded, so it can be kept out of every message. */
-function secretsOf(url: unknown): string[] {
-  if (typeof url !== 'string') return [];
-  try {
-    const raw = new URL(url).password;
-    return raw ? [...new Set([raw, decode(raw) ?? raw])] : [];
-  } catch {
-    return [];
-  }
+/** The passwords (or bucket secrets) as written in the URLs, raw and decoded, so they can be kept out of every message. */
+function secretsOf(...urls: unknown[]): string[] {
+  return urls.flatMap((url) => {
+    if (typeof url !== 'string') return [];
+    try {
+      const raw = new URL(url).password;
+      return raw ? [...new Set([raw, decode(raw) ?? raw])] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Which bucket of which service a bucket URL names, to compare it with the operator's own stores. */
+function bucketKey(spec: { endpoint?: string; bucket: string }): string {
+  return `${(spec.endpoint ?? 'aws').toLowerCase()}|${spec.bucket}`;
 }
 
 function scrubber(secrets: string[]): (text: string) => string {
@@ -291,11 +324,42 @@ function check(
     for (const p of parsed.problems) add('body/url', p);
     target = parsed.target;
     const own = new Set(options.operatorDatastoreUrls.flatMap(operatorEndpoints));
-    if (parsed.endpoint && own.has(endpointKey(parsed.endpoint))) {
+    if (parsed.endpoint?.database.toLowerCase().startsWith('strata_ds_')) {
+      // The names Strata gives the dedicated databases it creates: never another tenant's database.
+      add('body/url', 'names a database reserved for the dedicated databases Strata creates (strata_ds_…)');
+    } else if (parsed.endpoint && own.has(endpointKey(parsed.endpoint))) {
       add(
         'body/url',
         "points at one of this deployment's own datastores; a tenant's database must be a separate database",
       );
+    }
+  }
+
+  if (typeof input.bucket === 'string') {
+    try {
+      const spec = parseObjectStoreUrl(input.bucket);
+      if (spec.kind !== 's3') add('body/bucket', 'must be an s3:// URL');
+      else if (!spec.credentials) {
+        // Without its own credentials the SDK would fall back to the operator's.
+        add('body/bucket', 'must carry its own access key and secret (s3://ACCESS_KEY:SECRET@bucket)');
+      } else {
+        const own = new Set(
+          (options.operatorObjectStoreUrls ?? []).flatMap((u) => {
+            try {
+              const o = parseObjectStoreUrl(u);
+              return o.kind === 's3' ? [bucketKey(o)] : [];
+            } catch {
+              return [];
+            }
+          }),
+        );
+        if (own.has(bucketKey(spec))) {
+          add('body/bucket', "is one of this deployment's own buckets; a tenant's bucket must be a separate bucket");
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof ObjectStoreUrlError)) throw err;
+      add('body/bucket', err.message.slice(err.message.indexOf(': ') + 2));
     }
   }
 
@@ -308,11 +372,15 @@ function check(
     }
   }
 
-  const scrub = scrubber(secretsOf(input.url));
+  const scrub = scrubber(secretsOf(input.url, input.bucket));
   const clean = issues.map((i) => ({ path: i.path, message: scrub(i.message) }));
   if (clean.length > 0 || !target) return { issues: clean, valid: null, target: null };
   const cfg = config as ByodConfig;
-  return { issues: [], valid: { url: cfg.url, tls: cfg.tls ?? { mode: 'verify-full' } }, target };
+  return {
+    issues: [],
+    valid: { url: cfg.url, tls: cfg.tls ?? { mode: 'verify-full' }, ...(cfg.bucket ? { bucket: cfg.bucket } : {}) },
+    target,
+  };
 }
 
 /** Null when `ca` is one or more PEM certificates Node can load, else what is wrong with it. */
@@ -399,6 +467,33 @@ export function byodPoolConfig(config: ValidByodConfig): pg.PoolConfig {
     ssl: tlsOptions(config.tls),
     application_name: 'strata',
   };
+}
+
+/** Opens the tenant's bucket and writes, reads back and deletes a probe object. */
+async function probeBucket(url: string, timeoutMs: number): Promise<Outcome> {
+  const key = `strata-probe-${randomBytes(6).toString('hex')}`;
+  const body = randomBytes(32);
+  let store: ObjectStore | undefined;
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref(),
+  );
+  try {
+    const work = async (): Promise<Outcome> => {
+      store = await openObjectStore(url);
+      await store.put(key, body, { size: body.length });
+      const got = await store.get(key);
+      const chunks: Buffer[] = [];
+      for await (const c of got?.body ?? []) chunks.push(c as Buffer);
+      await store.delete(key);
+      if (!Buffer.concat(chunks).equals(body)) return { ok: false, detail: 'a probe object read back different bytes' };
+      return { ok: true, detail: `${store.description}: wrote, read back and deleted a probe object` };
+    };
+    return await Promise.race([work(), timeout]);
+  } catch (err) {
+    return { ok: false, detail: `the bucket cannot be used: ${(err as Error).message}` };
+  } finally {
+    await store?.close().catch(() => {});
+  }
 }
 
 /** TCP alone, so "nothing answers" is told apart from everything that can go wrong after it. */
@@ -511,13 +606,16 @@ async function closeQuietly(client: pg.Client): Promise<void> {
  */
 export async function testByodConnection(config: ByodConfig, options: ByodTestOptions = {}): Promise<ByodReport> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_BYOD_TIMEOUT_MS;
-  const { issues, valid, target } = check(config, { operatorDatastoreUrls: options.operatorDatastoreUrls ?? [] });
+  const { issues, valid, target } = check(config, {
+    operatorDatastoreUrls: options.operatorDatastoreUrls ?? [],
+    operatorObjectStoreUrls: options.operatorObjectStoreUrls ?? [],
+  });
   if (!valid || !target) {
     throw new AppError('validation_failed', issues.map((i) => `${i.path} ${i.message}`).join('; '), {
       errors: issues,
     });
   }
-  const scrub = scrubber(secretsOf(valid.url));
+  const scrub = scrubber(secretsOf(valid.url, valid.bucket));
   const report: ByodReport = {
     ok: false,
     steps: [],
@@ -646,6 +744,11 @@ export async function testByodConnection(config: ByodConfig, options: ByodTestOp
       report.latency_ms = median;
       return { ok: true, detail: `median of ${LATENCY_SAMPLES} round trips: ${median} ms` };
     });
+
+    if (valid.bucket) {
+      const bucket = valid.bucket;
+      await run('bucket', true, () => probeBucket(bucket, timeoutMs));
+    }
   } finally {
     await closeQuietly(client);
   }

@@ -1,16 +1,29 @@
 import type { Platform } from '../../platform/context.js';
-import type { Database } from '../../platform/db/driver.js';
+import type { Database, Queryable } from '../../platform/db/driver.js';
 import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { iso, newId } from '../../platform/ids.js';
+import { deletePrefix, type ObjectStore } from '../../platform/objects/store.js';
 import type { IndexManager } from '../collections/indexes.js';
 import type { CollectionSettings } from '../documents/write.js';
+import { copyTenantBlobs, tenantBlobPrefix } from '../files/blobs.js';
 import { removeTenantData } from '../tenants/service.js';
+import type { ValidByodConfig } from './byod-check.js';
+import { discardDatastore, registerDatastore } from './datastores.js';
+import type { Placement } from './router.js';
+
+/** Where a move goes. BYOD configurations arrive already validated and connection-tested. */
+export type MoveTarget =
+  | { kind: 'shared'; region: string }
+  | { kind: 'dedicated'; region: string }
+  | { kind: 'byod'; region: string; config: ValidByodConfig };
 
 /**
- * Live moves of a tenant's data from its current datastore to the shared datastore of another region
- * (also the way back from the tenant's own database to a shared one).
+ * Live moves of a tenant's data between any two placements: the shared datastore of a region, a dedicated
+ * database (created for the move on the region's pool), or the tenant's own database (BYOD).
  *
+ *   target    a dedicated or BYOD target is registered (and a dedicated one created) before the copy;
+ *             any target is brought to the tenant migrations
  *   copying   the tables are copied in batches, then the changes committed meanwhile (read from the change
  *             feed) are applied, while the tenant keeps reading and writing at the source
  *   fence     one source transaction locks the tenant's sequence row, so no write of the tenant can commit
@@ -41,13 +54,24 @@ const TABLES: TableSpec[] = [
   },
   { name: 'changes', key: ['seq'] },
   { name: 'idempotency', key: ['scope', 'key'], update: ['fingerprint', 'status', 'response', 'created_at'] },
+  {
+    name: 'files',
+    key: ['key'],
+    update: ['size_bytes', 'content_type', 'sha256', 'version', 'created_at', 'updated_at'],
+  },
 ];
+const FILES = TABLES[4] as TableSpec;
+
+/** Fills a prepared target with the tenant's data from elsewhere than the source (a snapshot being restored). */
+export type Fill = (target: Database, targetStore: ObjectStore) => Promise<void>;
 
 export interface MoveStatus {
   id: string;
   tenant_id: string;
   source_region: string;
+  source_kind: Placement['kind'];
   target_region: string;
+  target_kind: Placement['kind'];
   phase: 'copying' | 'fenced' | 'switched' | 'finished' | 'failed';
   documents_total: number;
   documents_copied: number;
@@ -65,7 +89,10 @@ interface MoveRow {
   owner_tenant: string;
   source_region: string;
   source_datastore: string | null;
+  source_kind: Placement['kind'];
   target_region: string;
+  target_kind: Placement['kind'];
+  target_datastore: string | null;
   phase: MoveStatus['phase'];
   documents_total: number;
   documents_copied: number;
@@ -87,7 +114,9 @@ function toStatus(r: MoveRow): MoveStatus {
     id: r.id,
     tenant_id: r.owner_tenant,
     source_region: r.source_region,
+    source_kind: r.source_kind,
     target_region: r.target_region,
+    target_kind: r.target_kind,
     phase: r.phase,
     documents_total: total,
     documents_copied: copied,
@@ -102,6 +131,10 @@ function toStatus(r: MoveRow): MoveStatus {
 }
 
 const keyList = (t: TableSpec) => t.key.join(', ');
+
+/** Deletes the tenant's file blobs from a store it left (not its snapshots, which stay where they were taken). */
+const removeBlobs = (store: ObjectStore, tenantId: string) =>
+  deletePrefix(store, `${tenantBlobPrefix(tenantId)}blobs/`);
 
 export class MoveService {
   readonly #running = new Map<string, Promise<void>>();
@@ -120,29 +153,50 @@ export class MoveService {
     );
   }
 
+  async list(tenantId: string): Promise<MoveStatus[]> {
+    const rows = await withSystem(this.platform.db, (tx) =>
+      tx.query<MoveRow>('SELECT * FROM strata.moves WHERE owner_tenant = $1 ORDER BY started_at DESC LIMIT 100', [
+        tenantId,
+      ]),
+    );
+    return rows.rows.map(toStatus);
+  }
+
   async get(tenantId: string, moveId: string): Promise<MoveStatus> {
     return toStatus(await this.#load(tenantId, moveId));
   }
 
-  /** Starts a move in the background and returns its first status. */
-  async start(tenantId: string, targetRegion: string): Promise<MoveStatus> {
+  /**
+   * Starts a move in the background and returns its first status. A dedicated target is created and any
+   * registered target opened (and migrated) before this returns, so those failures are answered at once.
+   */
+  async start(tenantId: string, target: MoveTarget, fill?: Fill): Promise<MoveStatus> {
     const tenant = await withSystem(this.platform.db, async (tx) => {
-      const r = await tx.query<{ allowed_regions: string[]; datastore_id: string | null; data_region: string }>(
-        'SELECT allowed_regions, datastore_id, data_region FROM strata.tenants WHERE id = $1',
+      const r = await tx.query<{ allowed_regions: string[] }>(
+        'SELECT allowed_regions FROM strata.tenants WHERE id = $1',
         [tenantId],
       );
       return r.rows[0];
     });
     if (!tenant) throw errors.notFound('tenant');
-    if (!this.platform.config.regions.includes(targetRegion) || !tenant.allowed_regions.includes(targetRegion)) {
-      throw new AppError('region_not_allowed', `The tenant's data may not be placed in region ${targetRegion}`, {
+    if (!this.platform.config.regions.includes(target.region) || !tenant.allowed_regions.includes(target.region)) {
+      throw new AppError('region_not_allowed', `The tenant's data may not be placed in region ${target.region}`, {
         allowed_regions: tenant.allowed_regions,
       });
     }
+    this.platform.router.invalidate(tenantId);
+    const current = await this.platform.router.placementOf(tenantId);
     const source = await this.platform.router.forTenant(tenantId);
-    const target = await this.platform.router.forRegion(targetRegion);
-    if (source === target)
-      throw new AppError('conflict', `The tenant's data is already in region ${targetRegion}'s datastore`);
+    if (target.kind === 'shared' && source === (await this.platform.router.forRegion(target.region))) {
+      throw new AppError('conflict', `The tenant's data is already in region ${target.region}'s shared datastore`);
+    }
+    if (target.kind === 'dedicated' && current.kind === 'dedicated' && current.region === target.region) {
+      throw new AppError('conflict', `The tenant's data is already in a dedicated database in region ${target.region}`);
+    }
+    // A new move ends the grace period of the previous one: its source copy is dropped first, so that no
+    // later cleanup can reach a datastore this move may go back to.
+    await this.finishAll(tenantId);
+
     const id = newId();
     const inserted = await withSystem(this.platform.db, async (tx) => {
       const busy = await tx.query(
@@ -151,21 +205,57 @@ export class MoveService {
       );
       if (busy.rows.length > 0) return false;
       await tx.query(
-        `INSERT INTO strata.moves (id, owner_tenant, source_region, source_datastore, target_region, phase)
-         VALUES ($1, $2, $3, $4, $5, 'copying')`,
-        [id, tenantId, tenant.data_region, tenant.datastore_id, targetRegion],
+        `INSERT INTO strata.moves (id, owner_tenant, source_region, source_datastore, source_kind, target_region, target_kind, phase)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'copying')`,
+        [id, tenantId, current.region, current.datastoreId, current.kind, target.region, target.kind],
       );
       return true;
     });
     if (!inserted) throw new AppError('conflict', 'A move of this tenant is already under way');
-    const run = this.#run(id, tenantId, source, target, targetRegion).catch(async (err) => {
-      this.platform.log.error({ err, type: 'move.failed', move_id: id, tenant_id: tenantId }, 'move failed');
-      await this.#undo(tenantId, target).catch(() => {});
+    let targetDatastore: string | null = null;
+    let targetDb: Database;
+    try {
+      if (target.kind !== 'shared') {
+        targetDatastore = await registerDatastore(this.platform, tenantId, target.region, target);
+        await this.#record(id, { target_datastore: targetDatastore });
+        targetDb = await this.platform.router.forDatastore(targetDatastore);
+      } else {
+        targetDb = await this.platform.router.forRegion(target.region);
+      }
+    } catch (err) {
       await this.#record(id, { phase: 'failed', error: String((err as Error).message), finished_at: new Date() });
-    });
+      throw err;
+    }
+    const stores = {
+      source: await this.platform.objects.forPlacement(current),
+      target: await this.platform.objects.forPlacement({ region: target.region, datastoreId: targetDatastore }),
+    };
+    const run = this.#run(id, tenantId, source, targetDb, stores, target.region, targetDatastore, fill).catch(
+      async (err) => {
+        this.platform.log.error({ err, type: 'move.failed', move_id: id, tenant_id: tenantId }, 'move failed');
+        await this.#leave(tenantId, target.region, targetDatastore).catch(() => {});
+        await this.#record(id, { phase: 'failed', error: String((err as Error).message), finished_at: new Date() });
+      },
+    );
     this.#running.set(id, run);
     void run.finally(() => this.#running.delete(id));
     return this.get(tenantId, id);
+  }
+
+  /**
+   * Removes what a move put in its target: the registered datastore whole, or the tenant's rows in a shared
+   * one; and the file blobs it copied, when the target's object store is not the tenant's current one.
+   */
+  /**
+   * Removes the tenant from a placement it is not in (a failed move's target, a finished move's source):
+   * its file blobs from that placement's object store unless it is the tenant's current one, then its rows
+   * (a registered datastore is discarded whole).
+   */
+  async #leave(tenantId: string, region: string, datastoreId: string | null) {
+    const store = await this.platform.objects.forPlacement({ region, datastoreId });
+    if (store !== (await this.platform.objects.forTenant(tenantId))) await removeBlobs(store, tenantId);
+    if (datastoreId) await discardDatastore(this.platform, datastoreId, this.indexes);
+    else await this.#undo(tenantId, await this.platform.router.forRegion(region));
   }
 
   /** Waits for a running move (tests and the CLI). */
@@ -173,10 +263,30 @@ export class MoveService {
     await this.#running.get(moveId);
   }
 
-  async #run(id: string, tenantId: string, source: Database, target: Database, targetRegion: string) {
+  async #run(
+    id: string,
+    tenantId: string,
+    source: Database,
+    target: Database,
+    stores: { source: ObjectStore; target: ObjectStore },
+    targetRegion: string,
+    targetDatastore: string | null,
+    fill?: Fill,
+  ) {
     const read: Read = async (sql, params) =>
       (await withTenant(source, tenantId, (tx) => tx.query(sql, params))).rows as never;
     await this.#undo(tenantId, target); // leftovers of an earlier failed attempt
+    if (fill) return this.#runFill(id, tenantId, source, target, stores.target, targetRegion, targetDatastore, fill);
+    const copyBlobs = async (q: Read) => {
+      if (stores.source === stores.target) return;
+      const shas = await q<{ sha256: string }>('SELECT DISTINCT sha256 FROM strata_data.files');
+      await copyTenantBlobs(
+        stores.source,
+        stores.target,
+        tenantId,
+        shas.map((r) => r.sha256),
+      );
+    };
     const [{ n } = { n: 0 }] = await read<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.documents');
     await this.#record(id, { documents_total: n });
     const [{ last_seq: startSeq } = { last_seq: 0 }] = await read<{ last_seq: number }>(
@@ -190,6 +300,7 @@ export class MoveService {
       });
     }
     await this.#buildIndexes(read, target, tenantId);
+    await copyBlobs(read);
     // 2. Catch up with what committed meanwhile, without pausing anything: a few passes, each up to the
     //    sequence at its start (writers keep going, so chasing the very end would never finish), until the
     //    rest is small enough for the fence.
@@ -206,26 +317,114 @@ export class MoveService {
     // 3. Fence, last catch-up, verify, mark the source moved.
     const fencedAt = Date.now();
     await withTenant(source, tenantId, async (tx) => {
-      await tx.query('SELECT 1 FROM strata_data.tenant_sequences FOR UPDATE');
+      await this.#fence(tx, tenantId);
       const fenced: Read = async (sql, params) => (await tx.query(sql, params)).rows as never;
       applied = await this.#catchUp(fenced, target, tenantId, applied);
       await this.#syncSmallTables(fenced, target, tenantId);
+      await this.#syncFiles(fenced, target, tenantId);
+      await copyBlobs(fenced); // only the blobs of files written during the move are new
       await this.#verify(fenced, target, tenantId);
       await tx.query('UPDATE strata_data.tenant_sequences SET moved = true');
     });
     await this.#record(id, { phase: 'fenced' });
     // 4. Point the tenant at the target.
-    await this.#switch(id, tenantId, targetRegion, fencedAt);
+    await this.#switch(id, tenantId, targetRegion, targetDatastore, fencedAt);
   }
 
-  async #switch(id: string, tenantId: string, targetRegion: string, fencedAt: number | null) {
+  /**
+   * Locks the tenant's sequence row at the source (made first if the tenant never wrote there): until the
+   * transaction ends no write of the tenant can commit there.
+   */
+  async #fence(tx: Queryable, tenantId: string) {
+    await tx.query(
+      'INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING',
+      [tenantId],
+    );
+    await tx.query('SELECT 1 FROM strata_data.tenant_sequences FOR UPDATE');
+  }
+
+  /**
+   * A move whose data comes from `fill` (a snapshot) instead of the source: fill the target, build its
+   * indexes, then fence the source and switch as any move does. The target's epoch is set past the source's.
+   */
+  async #runFill(
+    id: string,
+    tenantId: string,
+    source: Database,
+    target: Database,
+    targetStore: ObjectStore,
+    targetRegion: string,
+    targetDatastore: string | null,
+    fill: Fill,
+  ) {
+    await fill(target, targetStore);
+    const readTarget: Read = async (sql, params) =>
+      (await withTenant(target, tenantId, (tx) => tx.query(sql, params))).rows as never;
+    const [{ n } = { n: 0 }] = await readTarget<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.documents');
+    await this.#record(id, { documents_total: n, documents_copied: n });
+    await this.#buildIndexes(readTarget, target, tenantId);
+    const fencedAt = Date.now();
+    await withTenant(source, tenantId, async (tx) => {
+      await this.#fence(tx, tenantId);
+      const r = await tx.query<{ epoch: number }>('SELECT epoch FROM strata_data.tenant_sequences');
+      await withTenant(target, tenantId, (t) =>
+        t.query('UPDATE strata_data.tenant_sequences SET epoch = greatest(epoch, $1::int + 1)', [
+          r.rows[0]?.epoch ?? 1,
+        ]),
+      );
+      await tx.query('UPDATE strata_data.tenant_sequences SET moved = true');
+    });
+    await this.#record(id, { phase: 'fenced' });
+    await this.#switch(id, tenantId, targetRegion, targetDatastore, fencedAt);
+  }
+
+  /** Files are not in the change feed: under the fence, the target's file rows are made equal to the source's. */
+  async #syncFiles(read: Read, target: Database, tenantId: string) {
+    const have = new Map(
+      (
+        await withTenant(target, tenantId, (tx) =>
+          tx.query<{ key: string; version: number }>('SELECT key, version FROM strata_data.files'),
+        )
+      ).rows.map((r) => [r.key, Number(r.version)]),
+    );
+    const rows = await read<{ key: string; version: number }>('SELECT key, version FROM strata_data.files');
+    const changed = rows.filter((r) => have.get(r.key) !== Number(r.version)).map((r) => r.key);
+    const keep = new Set(rows.map((r) => r.key));
+    const gone = [...have.keys()].filter((k) => !keep.has(k));
+    for (let i = 0; i < changed.length; i += BATCH) {
+      const full = await read<{ r: Record<string, unknown> }>(
+        'SELECT to_jsonb(f) AS r FROM strata_data.files f WHERE key = ANY($1::text[])',
+        [changed.slice(i, i + BATCH)],
+      );
+      await this.#write(
+        target,
+        tenantId,
+        FILES,
+        full.map((x) => x.r),
+      );
+    }
+    if (gone.length > 0) {
+      await withTenant(target, tenantId, (tx) =>
+        tx.query('DELETE FROM strata_data.files WHERE key = ANY($1::text[])', [gone]),
+      );
+    }
+  }
+
+  async #switch(
+    id: string,
+    tenantId: string,
+    targetRegion: string,
+    targetDatastore: string | null,
+    fencedAt: number | null,
+  ) {
     await withSystem(this.platform.db, (tx) =>
-      tx.query('UPDATE strata.tenants SET data_region = $2, datastore_id = NULL, updated_at = now() WHERE id = $1', [
+      tx.query('UPDATE strata.tenants SET data_region = $2, datastore_id = $3, updated_at = now() WHERE id = $1', [
         tenantId,
         targetRegion,
+        targetDatastore,
       ]),
     );
-    this.platform.router.invalidate(tenantId);
+    await this.platform.router.announce(tenantId);
     this.platform.authCache.clear();
     await this.#record(id, {
       phase: 'switched',
@@ -334,16 +533,28 @@ export class MoveService {
     await this.#syncCollections(read, target, tenantId);
     await this.#copyTable(read, target, tenantId, TABLES[3] as TableSpec, async () => {});
     // The sequence row, in a new epoch: sync clients holding checkpoints of the old datastore start over.
-    const [seq] = await read<{ epoch: number; last_seq: number; doc_count: number; doc_bytes: number }>(
-      'SELECT epoch, last_seq, doc_count, doc_bytes FROM strata_data.tenant_sequences',
-    );
+    const [seq] = await read<{
+      epoch: number;
+      last_seq: number;
+      doc_count: number;
+      doc_bytes: number;
+      file_bytes: number;
+    }>('SELECT epoch, last_seq, doc_count, doc_bytes, file_bytes FROM strata_data.tenant_sequences');
     await withTenant(target, tenantId, (tx) =>
       tx.query(
-        `INSERT INTO strata_data.tenant_sequences (tenant_id, epoch, last_seq, doc_count, doc_bytes, moved)
-         VALUES ($1, $2, $3, $4, $5, false)
+        `INSERT INTO strata_data.tenant_sequences (tenant_id, epoch, last_seq, doc_count, doc_bytes, file_bytes, moved)
+         VALUES ($1, $2, $3, $4, $5, $6, false)
          ON CONFLICT (tenant_id) DO UPDATE SET epoch = EXCLUDED.epoch, last_seq = EXCLUDED.last_seq,
-           doc_count = EXCLUDED.doc_count, doc_bytes = EXCLUDED.doc_bytes, moved = false`,
-        [tenantId, (seq?.epoch ?? 1) + 1, seq?.last_seq ?? 0, seq?.doc_count ?? 0, seq?.doc_bytes ?? 0],
+           doc_count = EXCLUDED.doc_count, doc_bytes = EXCLUDED.doc_bytes, file_bytes = EXCLUDED.file_bytes,
+           moved = false`,
+        [
+          tenantId,
+          (seq?.epoch ?? 1) + 1,
+          seq?.last_seq ?? 0,
+          seq?.doc_count ?? 0,
+          seq?.doc_bytes ?? 0,
+          seq?.file_bytes ?? 0,
+        ],
       ),
     );
   }
@@ -363,12 +574,14 @@ export class MoveService {
   async #verify(read: Read, target: Database, tenantId: string) {
     const sql = `SELECT count(*)::int AS n,
                         coalesce(md5(string_agg(collection || '/' || id || '@' || version, ',' ORDER BY collection, id)), '') AS sum,
-                        (SELECT coalesce(max(seq), 0)::bigint FROM strata_data.changes) AS last
+                        (SELECT coalesce(max(seq), 0)::bigint FROM strata_data.changes) AS last,
+                        (SELECT coalesce(md5(string_agg(key || '@' || version || ':' || sha256, ',' ORDER BY key)), '')
+                           FROM strata_data.files) AS files
                    FROM strata_data.documents`;
-    const [a] = await read<{ n: number; sum: string; last: number }>(sql);
-    const b = (await withTenant(target, tenantId, (tx) => tx.query<{ n: number; sum: string; last: number }>(sql)))
-      .rows[0];
-    if (!a || !b || a.n !== b.n || a.sum !== b.sum || Number(a.last) !== Number(b.last)) {
+    type Sums = { n: number; sum: string; last: number; files: string };
+    const [a] = await read<Sums>(sql);
+    const b = (await withTenant(target, tenantId, (tx) => tx.query<Sums>(sql))).rows[0];
+    if (!a || !b || a.n !== b.n || a.sum !== b.sum || Number(a.last) !== Number(b.last) || a.files !== b.files) {
       throw new Error(`verification failed: source ${JSON.stringify(a)}, target ${JSON.stringify(b)}`);
     }
   }
@@ -394,15 +607,31 @@ export class MoveService {
     return row;
   }
 
-  /** Drops the source copy of a switched move. */
+  /** Drops the source copy of a switched move (a dedicated source database is dropped whole). */
   async finish(tenantId: string, moveId: string): Promise<MoveStatus> {
     const move = await this.#load(tenantId, moveId);
     if (move.phase !== 'switched') {
       throw new AppError('conflict', `Only a switched move can be finished; this one is ${move.phase}`);
     }
-    await this.#undo(tenantId, await this.#sourceOf(move));
+    this.platform.router.invalidate(tenantId);
+    const now = await this.platform.router.placementOf(tenantId);
+    const isCurrent = move.source_datastore
+      ? now.datastoreId === move.source_datastore
+      : !now.datastoreId && now.region === move.source_region;
+    // A source the tenant has since moved back to is its live placement: nothing is dropped there.
+    if (!isCurrent) await this.#leave(tenantId, move.source_region, move.source_datastore);
     await this.#record(moveId, { phase: 'finished', finished_at: new Date() });
     return this.get(tenantId, moveId);
+  }
+
+  /** Drops the source copies of all the tenant's switched moves (before another move, or a purge). */
+  async finishAll(tenantId: string): Promise<void> {
+    const switched = await withSystem(this.platform.db, (tx) =>
+      tx.query<{ id: string }>("SELECT id FROM strata.moves WHERE owner_tenant = $1 AND phase = 'switched'", [
+        tenantId,
+      ]),
+    );
+    for (const m of switched.rows) await this.finish(tenantId, m.id);
   }
 
   /** Drops the source copies of moves switched longer ago than the grace period (run by the housekeeping timer). */
@@ -431,9 +660,9 @@ export class MoveService {
         tx.query<{ moved: boolean }>('SELECT moved FROM strata_data.tenant_sequences'),
       );
       if (m.phase === 'fenced' || moved.rows[0]?.moved) {
-        await this.#switch(m.id, m.owner_tenant, m.target_region, null);
+        await this.#switch(m.id, m.owner_tenant, m.target_region, m.target_datastore, null);
       } else {
-        await this.#undo(m.owner_tenant, await this.platform.router.forRegion(m.target_region));
+        await this.#leave(m.owner_tenant, m.target_region, m.target_datastore);
         await this.#record(m.id, { phase: 'failed', error: 'interrupted; undone at restart', finished_at: new Date() });
       }
     }

@@ -29,13 +29,21 @@ export interface Placement {
 /** The plan feature each placement other than shared rests on. */
 export const PLACEMENT_FEATURE = { dedicated: 'dedicated_datastore', byod: 'byod_datastore' } as const;
 
+/** A datastore named by a postgres:// URL or pglite:<dir>. */
+async function openUrl(url: string): Promise<Database> {
+  return url.startsWith('pglite:') ? openPglite({ dataDir: url.slice(7) }) : openPostgres(url);
+}
+
 export class DatastoreRouter {
   readonly #placements = new Map<string, { placement: Placement; until: number }>();
   /**
-   * How long a node trusts its cached placement. This node forgets at once on a change (invalidate());
-   * other nodes within this time, until placement changes are announced on the event bus.
+   * How long a node trusts its cached placement. Placement changes are announced to every node (NOTIFY
+   * on the control database, see listen()), so this is only the bound for a node that missed one.
    */
   static readonly CACHE_MS = 5_000;
+  /** The control database's channel on which placement changes are announced (payload: the tenant id). */
+  static readonly CHANNEL = 'strata_placement';
+  #unlisten: (() => Promise<void>) | undefined;
   readonly #open = new Map<string, Promise<Database>>();
 
   constructor(
@@ -97,9 +105,24 @@ export class DatastoreRouter {
     return placement;
   }
 
-  /** Forgets the tenant's cached placement (after it changed). */
+  /** Forgets the tenant's cached placement on this node. */
   invalidate(tenantId: string): void {
     this.#placements.delete(tenantId);
+  }
+
+  /** After a placement change: forgets it here and tells every other node to forget it too. */
+  async announce(tenantId: string): Promise<void> {
+    this.invalidate(tenantId);
+    await this.control.query('SELECT pg_notify($1, $2)', [DatastoreRouter.CHANNEL, tenantId]);
+  }
+
+  /** Starts hearing other nodes' placement changes; a lost connection drops the whole cache when it is back. */
+  async listen(): Promise<void> {
+    this.#unlisten = await this.control.listen(
+      DatastoreRouter.CHANNEL,
+      (tenantId) => this.invalidate(tenantId),
+      () => this.#placements.clear(),
+    );
   }
 
   /** A registered datastore, opened from its decrypted settings. */
@@ -107,16 +130,34 @@ export class DatastoreRouter {
     const key = `datastore:${id}`;
     return this.#remember(key, async () => {
       const row = await withSystem(this.control, async (tx) => {
-        const r = await tx.query<{ config_ciphertext: string; region: string }>(
-          'SELECT config_ciphertext, region FROM strata.datastores WHERE id = $1',
+        const r = await tx.query<{ config_ciphertext: string; region: string; kind: 'dedicated' | 'byod' }>(
+          'SELECT config_ciphertext, region, kind FROM strata.datastores WHERE id = $1',
           [id],
         );
         return r.rows[0];
       });
       if (!row) throw new Error(`datastore ${id} is not registered`);
       const settings = JSON.parse(this.keyring.decrypt(row.config_ciphertext, key)) as ValidByodConfig;
-      return this.#connect(row.region, openPostgres(byodPoolConfig(settings)));
+      if (row.kind === 'byod') return this.#connect(row.region, openPostgres(byodPoolConfig(settings)));
+      // A dedicated database Strata created on an operator pool: a URL of the operator's, or an embedded directory.
+      return this.#connect(row.region, await openUrl(settings.url));
     });
+  }
+
+  /** The tenant's own bucket of a BYOD datastore (an s3:// URL with credentials), or null. */
+  async bucketOf(datastoreId: string): Promise<string | null> {
+    const row = await withSystem(this.control, async (tx) => {
+      const r = await tx.query<{ config_ciphertext: string; kind: string }>(
+        'SELECT config_ciphertext, kind FROM strata.datastores WHERE id = $1',
+        [datastoreId],
+      );
+      return r.rows[0];
+    });
+    if (row?.kind !== 'byod') return null;
+    const settings = JSON.parse(
+      this.keyring.decrypt(row.config_ciphertext, `datastore:${datastoreId}`),
+    ) as ValidByodConfig;
+    return settings.bucket ?? null;
   }
 
   /** Opens a datastore once; one that could not be opened is tried again next time, not remembered broken. */
@@ -155,12 +196,7 @@ export class DatastoreRouter {
   forRegion(region: string): Promise<Database> {
     const target = this.config.sharedDatastores[region];
     if (!target) return Promise.resolve(this.control);
-    return this.#remember(target, async () =>
-      this.#connect(
-        region,
-        target.startsWith('pglite:') ? await openPglite({ dataDir: target.slice(7) }) : openPostgres(target),
-      ),
-    );
+    return this.#remember(target, async () => this.#connect(region, await openUrl(target)));
   }
 
   async #connect(region: string, db: Database): Promise<Database> {
@@ -176,6 +212,7 @@ export class DatastoreRouter {
   }
 
   async close(): Promise<void> {
+    await this.#unlisten?.();
     const open = [...this.#open.values()];
     this.#open.clear();
     for (const db of open) await (await db.catch(() => undefined))?.close();

@@ -1,14 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Platform } from '../../platform/context.js';
-import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError } from '../../platform/errors.js';
 import { responses, TenantParams } from '../../platform/http/schema.js';
-import { newId } from '../../platform/ids.js';
 import type { TenantAccess } from '../auth/credentials.js';
 import { requireAccess } from '../auth/plugin.js';
-import { ByodConfig, redactUrl, testByodConnection, type ValidByodConfig, validateByodConfig } from './byod-check.js';
-import type { MoveService } from './move.js';
+import { ByodConfig, testByodConnection, type ValidByodConfig, validateByodConfig } from './byod-check.js';
+import type { MoveService, MoveTarget } from './move.js';
 import { PLACEMENT_FEATURE } from './router.js';
 
 const tags = ['placement'];
@@ -22,7 +20,7 @@ const DatastoreOptions = Type.Object({
   current: Type.Object({
     kind: Kind,
     region: Type.String(),
-    datastore: Type.String({ description: 'Which datastore: shared:<region>, or byod:<id>' }),
+    datastore: Type.String({ description: 'Which datastore: shared:<region>, dedicated:<id> or byod:<id>' }),
     url: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Its URL, password hidden' })),
   }),
   options: Type.Array(
@@ -49,7 +47,7 @@ export async function datastoreOptions(platform: Platform, access: TenantAccess)
     const required = allowed
       ? undefined
       : platform.plans.cheapestWithFeature(PLACEMENT_FEATURE[kind as 'dedicated' | 'byod']);
-    const available = kind !== 'dedicated';
+    const available = kind !== 'dedicated' || region in platform.config.dedicatedPools;
     return {
       kind,
       allowed,
@@ -59,8 +57,10 @@ export async function datastoreOptions(platform: Platform, access: TenantAccess)
         kind === 'shared'
           ? `Shared datastore of region ${region}, isolated by row-level security`
           : kind === 'dedicated'
-            ? "A database of its own on the operator's servers; moves into it are not offered by this version yet"
-            : "The tenant's own PostgreSQL: test it (POST .../datastore/test), choose it (PUT .../datastore) while the tenant has no data",
+            ? available
+              ? `A database of its own, created on the operator's servers in region ${region}`
+              : `Region ${region} offers no dedicated databases`
+            : "The tenant's own PostgreSQL: test it (POST .../datastore/test), then choose it (PUT .../datastore)",
     };
   });
   const placement = await platform.router.placementOf(access.tenantId);
@@ -94,92 +94,101 @@ const ByodReportSchema = Type.Object({
   warnings: Type.Array(Type.String()),
 });
 
-/** The operator's own datastores, which a tenant may never name as its own database. */
-export function operatorDatastoreUrls(platform: Platform): string[] {
-  const urls = Object.values(platform.config.sharedDatastores).filter((u) => !u.startsWith('pglite:'));
-  return platform.config.databaseUrl ? [platform.config.databaseUrl, ...urls] : urls;
+/** The operator's own datastores and buckets, which a tenant may never name as its own. */
+export function operatorStores(platform: Platform) {
+  const pools = Object.values(platform.config.dedicatedPools);
+  const urls = [...Object.values(platform.config.sharedDatastores), ...pools].filter((u) => !u.startsWith('pglite:'));
+  return {
+    operatorDatastoreUrls: platform.config.databaseUrl ? [platform.config.databaseUrl, ...urls] : urls,
+    operatorObjectStoreUrls: Object.values(platform.config.objectStores),
+  };
 }
 
-/** The tenant has data where it is now (any collection): changing placement then needs a move. */
+/** The tenant has data where it is now (any collection): changing placement then takes a live move. */
 async function hasData(platform: Platform, tenantId: string): Promise<boolean> {
-  const db = await platform.router.forTenant(tenantId);
-  const r = await withTenant(db, tenantId, (tx) => tx.query('SELECT 1 FROM strata_data.collections LIMIT 1'));
+  const r = await platform.router.withTenant(tenantId, (tx) =>
+    tx.query('SELECT 1 FROM strata_data.collections LIMIT 1'),
+  );
   return r.rows.length > 0;
 }
 
-type Choice = { kind: 'shared' } | { kind: 'byod'; config: ByodConfig };
+type Choice = { kind: 'shared' } | { kind: 'dedicated' } | { kind: 'byod'; config: ByodConfig };
+
+/** Validates a BYOD configuration and runs the connection test; 422 with the report when a required step fails. */
+async function testedByod(platform: Platform, config: ByodConfig): Promise<ValidByodConfig> {
+  const own = operatorStores(platform);
+  const valid = validateByodConfig(config, own);
+  const report = await testByodConnection(valid, own);
+  if (!report.ok) {
+    throw new AppError('datastore_test_failed', 'The database failed a required step of the connection test', {
+      report,
+    });
+  }
+  return valid;
+}
+
+/** The plan check for a placement: 403 plan_required naming the cheapest plan that has it. */
+function requirePlacement(platform: Platform, access: TenantAccess, kind: PlacementKind): void {
+  if (kind === 'shared') return;
+  platform.plans.requireFeature(
+    platform.plans.entitlements(access.plan.id, access.plan.overrides),
+    PLACEMENT_FEATURE[kind],
+  );
+}
+
+/** A move target from a request: the plan check, the region (default: where the data is), BYOD tested. */
+export async function moveTarget(
+  platform: Platform,
+  access: TenantAccess,
+  choice: Choice & { region?: string },
+): Promise<MoveTarget> {
+  requirePlacement(platform, access, choice.kind);
+  const region = choice.region ?? (await platform.router.regionOf(access.tenantId));
+  if (choice.kind === 'byod') return { kind: 'byod', region, config: await testedByod(platform, choice.config) };
+  return { kind: choice.kind, region };
+}
 
 /**
- * Chooses where the tenant's data lives. The plan check comes first, then (for BYOD) validation and the
- * connection test; the target is brought to the tenant migrations before the tenant is pointed at it.
- * This version changes the placement only of a tenant without data (at onboarding); live moves of a
- * tenant with data come with the move machinery.
+ * Chooses where the tenant's data lives, in its current region. The plan check comes first, then (for
+ * BYOD) validation and the connection test. The change is always a move (so writes racing with it are
+ * fenced, never lost): a tenant without data is switched before the answer (200, and the empty source
+ * is dropped at once); a tenant with data gets 202 and the move's status to follow.
  */
-async function choosePlacement(platform: Platform, access: TenantAccess, choice: Choice) {
+async function choosePlacement(
+  platform: Platform,
+  moves: MoveService,
+  access: TenantAccess,
+  choice: Choice,
+): Promise<{ status: 200 | 202; body: unknown }> {
   const { tenantId } = access;
-  const ent = platform.plans.entitlements(access.plan.id, access.plan.overrides);
-  if (choice.kind === 'byod') platform.plans.requireFeature(ent, 'byod_datastore');
+  const target = await moveTarget(platform, access, choice);
   const current = await platform.router.placementOf(tenantId);
-  if (choice.kind === 'shared' && !current.datastoreId) return datastoreOptions(platform, access);
-  let valid: ValidByodConfig | undefined;
-  if (choice.kind === 'byod') {
-    const urls = operatorDatastoreUrls(platform);
-    valid = validateByodConfig(choice.config, { operatorDatastoreUrls: urls });
-    const report = await testByodConnection(valid, { operatorDatastoreUrls: urls });
-    if (!report.ok) {
-      throw new AppError('datastore_test_failed', 'The database failed a required step of the connection test', {
-        report,
-      });
-    }
+  if (current.kind === choice.kind && choice.kind !== 'byod') {
+    return { status: 200, body: await datastoreOptions(platform, access) };
   }
-  if (await hasData(platform, tenantId)) {
-    throw new AppError(
-      'move_required',
-      'The tenant already has collections where it is; this version changes placement only for a tenant without data',
-      { current: current.kind },
-    );
-  }
-  const previous = current.datastoreId;
-  if (valid) {
-    const id = newId();
-    const sealed = platform.keyring.encrypt(JSON.stringify(valid), `datastore:${id}`);
-    await withSystem(platform.db, (tx) =>
-      tx.query(
-        `INSERT INTO strata.datastores (id, kind, owner_tenant, region, config_ciphertext, display_url)
-         VALUES ($1, 'byod', $2, $3, $4, $5)`,
-        [id, tenantId, current.region, sealed, redactUrl(valid.url)],
-      ),
-    );
-    try {
-      await platform.router.forDatastore(id); // migrated before any request is routed there
-    } catch (err) {
-      await withSystem(platform.db, (tx) => tx.query('DELETE FROM strata.datastores WHERE id = $1', [id]));
-      throw err;
-    }
-    await setDatastore(platform, tenantId, id);
-  } else {
-    await setDatastore(platform, tenantId, null);
-  }
-  if (previous) {
-    await platform.router.release(previous);
-    await withSystem(platform.db, (tx) => tx.query('DELETE FROM strata.datastores WHERE id = $1', [previous]));
-  }
-  platform.log.info({ type: 'placement.changed', tenant_id: tenantId, kind: choice.kind }, 'placement changed');
-  return datastoreOptions(platform, access);
-}
-
-async function setDatastore(platform: Platform, tenantId: string, id: string | null) {
-  await withSystem(platform.db, (tx) =>
-    tx.query('UPDATE strata.tenants SET datastore_id = $2, updated_at = now() WHERE id = $1', [tenantId, id]),
+  const empty = !(await hasData(platform, tenantId));
+  const move = await moves.start(tenantId, target);
+  platform.log.info(
+    { type: 'placement.changing', tenant_id: tenantId, kind: choice.kind, move_id: move.id },
+    'placement change started',
   );
-  platform.router.invalidate(tenantId);
+  if (!empty) return { status: 202, body: move };
+  await moves.settled(move.id);
+  const done = await moves.get(tenantId, move.id);
+  if (done.phase !== 'switched') {
+    throw new AppError('unavailable', `The placement could not be changed: ${done.error ?? done.phase}`);
+  }
+  await moves.finish(tenantId, move.id);
+  return { status: 200, body: await datastoreOptions(platform, access) };
 }
 
-const MoveStatusSchema = Type.Object({
+export const MoveStatusSchema = Type.Object({
   id: Type.String(),
   tenant_id: Type.String(),
   source_region: Type.String(),
+  source_kind: Kind,
   target_region: Type.String(),
+  target_kind: Kind,
   phase: Type.Union(['copying', 'fenced', 'switched', 'finished', 'failed'].map((p) => Type.Literal(p))),
   documents_total: Type.Integer(),
   documents_copied: Type.Integer(),
@@ -193,29 +202,70 @@ const MoveStatusSchema = Type.Object({
 });
 const MoveParams = Type.Composite([TenantParams, Type.Object({ moveId: Type.String({ format: 'uuid' }) })]);
 
-export function moveRoutes(app: FastifyInstance, moves: MoveService): void {
-  app.post<{ Params: { tenantId: string }; Body: { region: string } }>(
+const ChoiceSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('shared') }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('dedicated') }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('byod'), config: ByodConfig }, { additionalProperties: false }),
+]);
+const Region = Type.String({ pattern: '^[a-z0-9-]{1,32}$' });
+export const MoveBody = Type.Union([
+  Type.Object({ region: Region, kind: Type.Optional(Type.Literal('shared')) }, { additionalProperties: false }),
+  Type.Object(
+    { kind: Type.Union([Type.Literal('shared'), Type.Literal('dedicated')]), region: Type.Optional(Region) },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { kind: Type.Literal('byod'), config: ByodConfig, region: Type.Optional(Region) },
+    { additionalProperties: false },
+  ),
+]);
+export type MoveRequest = Choice & { region?: string };
+
+export function moveRoutes(app: FastifyInstance, platform: Platform, moves: MoveService): void {
+  app.post<{ Params: { tenantId: string }; Body: MoveRequest }>(
     '/v1/tenants/:tenantId/moves',
     {
       config: { permission: 'tenant:update', operator: true },
       schema: {
         tags,
         security,
-        summary: "Move the tenant's data, live, to the shared datastore of a region",
+        summary: "Move the tenant's data, live, to another placement or region",
         description:
-          'Starts the move and answers at once (202); follow it with GET .../moves/{moveId}. The tenant keeps working; ' +
-          'writes wait briefly at the switch (or get 503 with Retry-After). The source copy stays until .../finish.',
+          '`{"region": "eu"}` moves to the shared datastore of a region; `{"kind": "dedicated"}` to a database of its ' +
+          'own (created now); `{"kind": "byod", "config": {...}}` to its own PostgreSQL (tested first). `region` ' +
+          "defaults to where the data is. The tenant's plan must include the placement (403 plan_required). Answers " +
+          'at once (202); follow it with GET .../moves/{moveId}. The tenant keeps working; writes wait briefly at the ' +
+          'switch (or get 503 with Retry-After). The source copy stays until .../finish or the grace period.',
         params: TenantParams,
-        body: Type.Object({ region: Type.String({ pattern: '^[a-z0-9-]{1,32}$' }) }, { additionalProperties: false }),
+        body: MoveBody,
         response: responses({ 202: MoveStatusSchema }),
       },
     },
-    async (request, reply) => reply.status(202).send(await moves.start(request.params.tenantId, request.body.region)),
+    async (request, reply) => {
+      const access = requireAccess(request);
+      const body = request.body;
+      const target = await moveTarget(platform, access, { ...body, kind: body.kind ?? 'shared' } as MoveRequest);
+      return reply.status(202).send(await moves.start(access.tenantId, target));
+    },
+  );
+  app.get<{ Params: { tenantId: string } }>(
+    '/v1/tenants/:tenantId/moves',
+    {
+      config: { permission: 'tenant:read' },
+      schema: {
+        tags,
+        security,
+        summary: "The tenant's moves, newest first",
+        params: TenantParams,
+        response: responses({ 200: Type.Object({ data: Type.Array(MoveStatusSchema) }) }),
+      },
+    },
+    async (request) => ({ data: await moves.list(request.params.tenantId) }),
   );
   app.get<{ Params: { tenantId: string; moveId: string } }>(
     '/v1/tenants/:tenantId/moves/:moveId',
     {
-      config: { permission: 'tenant:read', operator: true },
+      config: { permission: 'tenant:read' },
       schema: {
         tags,
         security,
@@ -229,11 +279,11 @@ export function moveRoutes(app: FastifyInstance, moves: MoveService): void {
   app.post<{ Params: { tenantId: string; moveId: string } }>(
     '/v1/tenants/:tenantId/moves/:moveId/finish',
     {
-      config: { permission: 'tenant:update', operator: true },
+      config: { permission: 'tenant:update' },
       schema: {
         tags,
         security,
-        summary: 'Drop the source copy of a switched move',
+        summary: 'Confirm a switched move: drop the source copy now instead of after the grace period',
         params: MoveParams,
         response: responses({ 200: MoveStatusSchema }),
       },
@@ -242,7 +292,7 @@ export function moveRoutes(app: FastifyInstance, moves: MoveService): void {
   );
 }
 
-export function placementRoutes(app: FastifyInstance, platform: Platform): void {
+export function placementRoutes(app: FastifyInstance, platform: Platform, moves: MoveService): void {
   app.put<{ Params: { tenantId: string }; Body: Choice }>(
     '/v1/tenants/:tenantId/datastore',
     {
@@ -252,19 +302,20 @@ export function placementRoutes(app: FastifyInstance, platform: Platform): void 
         security,
         summary: "Choose where the tenant's data lives",
         description:
-          '`{"kind": "byod", "config": {...}}` or `{"kind": "shared"}`. The plan check comes first (403 plan_required), ' +
-          'then validation and the connection test (422 datastore_test_failed with the report). This version changes ' +
-          'the placement only of a tenant without data (409 move_required otherwise). The credentials are stored ' +
-          'envelope-encrypted and never returned.',
+          '`{"kind": "shared"}`, `{"kind": "dedicated"}` or `{"kind": "byod", "config": {...}}`, in the current ' +
+          'region. The plan check comes first (403 plan_required), then validation and the connection test (422 ' +
+          'datastore_test_failed with the report). A tenant without data is switched at once (200, the options); a ' +
+          'tenant with data is moved live (202, the move to follow at .../moves/{moveId}). The credentials are ' +
+          'stored envelope-encrypted and never returned.',
         params: TenantParams,
-        body: Type.Union([
-          Type.Object({ kind: Type.Literal('shared') }, { additionalProperties: false }),
-          Type.Object({ kind: Type.Literal('byod'), config: ByodConfig }, { additionalProperties: false }),
-        ]),
-        response: responses({ 200: DatastoreOptions }),
+        body: ChoiceSchema,
+        response: responses({ 200: DatastoreOptions, 202: MoveStatusSchema }),
       },
     },
-    async (request) => choosePlacement(platform, requireAccess(request), request.body),
+    async (request, reply) => {
+      const { status, body } = await choosePlacement(platform, moves, requireAccess(request), request.body);
+      return reply.status(status).send(body);
+    },
   );
 
   app.post<{ Params: { tenantId: string }; Body: ByodConfig }>(
@@ -290,9 +341,8 @@ export function placementRoutes(app: FastifyInstance, platform: Platform): void 
         platform.plans.entitlements(access.plan.id, access.plan.overrides),
         'byod_datastore',
       );
-      const urls = operatorDatastoreUrls(platform);
-      const valid = validateByodConfig(request.body, { operatorDatastoreUrls: urls });
-      return testByodConnection(valid, { operatorDatastoreUrls: urls });
+      const own = operatorStores(platform);
+      return testByodConnection(validateByodConfig(request.body, own), own);
     },
   );
 

@@ -7,6 +7,7 @@ import { decodeCursor, toPage } from '../../platform/http/pagination.js';
 import { newId } from '../../platform/ids.js';
 import type { IndexManager } from '../collections/indexes.js';
 import type { MemberService } from '../members/service.js';
+import { discardDatastore } from '../placement/datastores.js';
 import { PLACEMENT_FEATURE } from '../placement/router.js';
 import * as store from './store.js';
 
@@ -17,6 +18,7 @@ export const TENANT_DATA_TABLES = [
   'strata_data.idempotency',
   'strata_data.documents',
   'strata_data.collections',
+  'strata_data.files',
   'strata_data.tenant_sequences',
 ] as const;
 
@@ -29,6 +31,9 @@ export async function removeTenantData(db: Database, tenantId: string, indexes: 
 }
 
 export class TenantService {
+  /** Run for each tenant about to be purged, before its data goes (e.g. dropping the source copies of its moves). */
+  readonly beforePurge: ((tenantId: string) => Promise<void>)[] = [];
+
   constructor(
     private readonly platform: Platform,
     private readonly invitations: MemberService,
@@ -167,7 +172,17 @@ export class TenantService {
       return rows.map((r) => r.id);
     });
     for (const id of due) {
+      for (const hook of this.beforePurge) await hook(id);
+      const placement = await this.platform.router.placementOf(id);
       await removeTenantData(await this.platform.router.forTenant(id), id, this.indexes);
+      if (placement.datastoreId) {
+        // A datastore of its own: a dedicated database is dropped, a BYOD one keeps only the customer's own data.
+        await withSystem(this.platform.db, (tx) =>
+          tx.query('UPDATE strata.tenants SET datastore_id = NULL WHERE id = $1', [id]),
+        );
+        await this.platform.router.announce(id);
+        await discardDatastore(this.platform, placement.datastoreId, null);
+      }
     }
     const purged = await withSystem(this.platform.db, (tx) => store.purgeDue(tx, now));
     if (purged.length > 0) this.platform.log.info({ type: 'tenants.purged', tenant_ids: purged }, 'purged tenants');

@@ -27,7 +27,19 @@ export interface Database extends Queryable {
    * statement's rows. The statement cannot take parameters: every value in it must come from sqlLiteral().
    */
   script<R = Record<string, unknown>>(prelude: string, statement: string): Promise<QueryResult<R>>;
+  /**
+   * Subscribes to NOTIFY on a channel (every node on the same database hears what one node announces).
+   * `onGap` is called when notifications may have been missed (the listening connection was lost and is
+   * back), so that whatever they would have invalidated can be dropped. Returns the unsubscribe function.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onGap?: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/** Channel names are identifiers Strata chooses; anything else is refused. */
+export function checkChannel(channel: string): string {
+  if (!/^[a-z][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`invalid notification channel ${channel}`);
+  return channel;
 }
 
 const SAFE_TEXT = /^[A-Za-z0-9_.:-]{0,256}$/;

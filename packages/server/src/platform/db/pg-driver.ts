@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Database, Queryable, QueryResult } from './driver.js';
+import { checkChannel, type Database, type Queryable, type QueryResult } from './driver.js';
 
 // Return int8 and numeric as JS numbers when they fit; counts and sizes are far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -56,6 +56,41 @@ export function openPostgres(
       } finally {
         client.release();
       }
+    },
+    async listen(channel, onPayload, onGap) {
+      checkChannel(channel);
+      let client: pg.Client | null = null;
+      let stopped = false;
+      let retry: NodeJS.Timeout | undefined;
+      const connect = async (afterGap: boolean): Promise<void> => {
+        const c = new pg.Client({ ...settings, application_name: 'strata-listen' });
+        c.on('notification', (m) => {
+          if (m.channel === channel && m.payload !== undefined) onPayload(m.payload);
+        });
+        // A lost connection is replaced; what was announced meanwhile is unknown, hence onGap.
+        c.on('error', () => {
+          if (stopped || client !== c) return;
+          client = null;
+          c.end().catch(() => {});
+          schedule();
+        });
+        await c.connect();
+        await c.query(`LISTEN ${channel}`);
+        client = c;
+        if (afterGap) onGap?.();
+      };
+      const schedule = () => {
+        retry = setTimeout(() => {
+          if (!stopped) connect(true).catch(schedule);
+        }, 1000);
+        retry.unref();
+      };
+      await connect(false);
+      return async () => {
+        stopped = true;
+        clearTimeout(retry);
+        await client?.end().catch(() => {});
+      };
     },
     close: () => pool.end(),
   };

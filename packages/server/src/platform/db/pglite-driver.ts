@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite/vector';
-import type { Database, Queryable, QueryResult } from './driver.js';
+import { checkChannel, type Database, type Queryable, type QueryResult } from './driver.js';
 
 /**
  * PGlite is one connection. Its own transaction() does not stop a plain query() from another
@@ -72,6 +72,11 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database 
           throw err;
         }
       }),
+    async listen(channel, onPayload) {
+      // One process holds an embedded database, so only this process's own notifications arrive.
+      const unsubscribe = await lock.run(() => pglite.listen(checkChannel(channel), onPayload));
+      return () => lock.run(() => unsubscribe());
+    },
     close: () => lock.run(() => pglite.close()),
   };
 }

@@ -27,6 +27,19 @@ export function withTenant<T>(db: Database, tenantId: string, fn: (tx: Queryable
 }
 
 /**
+ * A read-only transaction that sees the tenant's data as of one instant (REPEATABLE READ), however long it
+ * runs while writers go on: what a snapshot reads.
+ */
+export function withTenantSnapshot<T>(db: Database, tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  if (!isUuid(tenantId)) throw new AppError('not_found', 'The tenant does not exist');
+  return db.transaction(
+    fn,
+    `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL ROLE ${APP_ROLE};
+     SELECT set_config('strata.tenant_id', '${tenantId.toLowerCase()}', true);`,
+  );
+}
+
+/**
  * A one-statement read in the tenant's context in a single round trip: BEGIN, role, context, the
  * statement and COMMIT travel together. The statement takes no parameters; build it with sqlLiteral().
  */

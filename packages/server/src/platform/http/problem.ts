@@ -56,6 +56,20 @@ export function isUnavailable(error: unknown): boolean {
   );
 }
 
+/**
+ * Fastify's refusals before a request reaches a route (a path whose %-escapes do not decode, a path
+ * parameter too long), as problem documents like every other error. Passed as the `frameworkErrors` option.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const detail =
+    error.code === 'FST_ERR_BAD_URL'
+      ? 'The URL path is not valid: a %-escape does not decode to UTF-8'
+      : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? 'A path parameter is too long'
+        : error.message;
+  sendProblem(reply, problemOf('bad_request', request, detail));
+}
+
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | AppError | Error, request, reply) => {
     if (error instanceof AppError) {

@@ -1,0 +1,8 @@
+-- Moves between any two placements (shared, dedicated, the tenant's own database), not only regions:
+-- which kind of datastore the move left and went to, and the registered datastore it went to (null: the
+-- target region's shared datastore). A target datastore is registered before the copy starts; a move that
+-- fails or is undone discards it.
+ALTER TABLE strata.moves
+  ADD COLUMN source_kind text NOT NULL DEFAULT 'shared' CHECK (source_kind IN ('shared', 'dedicated', 'byod')),
+  ADD COLUMN target_kind text NOT NULL DEFAULT 'shared' CHECK (target_kind IN ('shared', 'dedicated', 'byod')),
+  ADD COLUMN target_datastore uuid;
