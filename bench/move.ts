@@ -7,11 +7,12 @@ import type { RunnerMessage, ServerMessage } from './lib/protocol.js';
 /**
  * A live move of a large tenant under load: Strata in its own process on PostgreSQL, a tenant with N
  * documents (default 100,000) in region "local", writers and readers running all along, and a move to
- * region "eu" (a second database on the same server). Reports the move's total time, the longest write
- * pause, how many requests got 503 (and were retried) and how many failed for good (the target is none),
- * and checks that every acknowledged write is in the target.
+ * region "eu" (a second database on the same server) or, with --target dedicated, into a dedicated
+ * database Strata creates on the same server. Reports the move's total time, the longest write pause, how
+ * many requests got 503 (and were retried) and how many failed for good (the target is none), and checks
+ * that every acknowledged write is in the target.
  *
- *   npm run bench:move -- --documents 100000 --writers 8 --readers 4
+ *   npm run bench:move -- --documents 100000 --writers 8 --readers 4 [--target eu|dedicated]
  */
 
 const { values } = parseArgs({
@@ -23,10 +24,14 @@ const { values } = parseArgs({
       type: 'string',
       default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     },
-    out: { type: 'string', default: 'bench/results/move-latest.json' },
+    target: { type: 'string', default: 'eu' },
+    out: { type: 'string' },
   },
 });
 const documents = Number(values.documents);
+const target = values.target === 'dedicated' ? 'dedicated' : 'eu';
+const out =
+  values.out ?? (target === 'eu' ? 'bench/results/move-latest.json' : 'bench/results/move-dedicated-latest.json');
 const base = values['database-url'] as string;
 const stamp = Date.now();
 const dbUrl = (name: string) => {
@@ -140,9 +145,10 @@ try {
   ];
   await new Promise((r) => setTimeout(r, 2000));
 
-  log('moving to eu');
+  log(`moving to ${target}`);
   const started = Date.now();
-  const move = (await call(op, 'POST', `/v1/tenants/${t}/moves`, { region: 'eu' })).json as { id: string };
+  const body = target === 'eu' ? { region: 'eu' } : { kind: 'dedicated' };
+  const move = (await call(op, 'POST', `/v1/tenants/${t}/moves`, body)).json as { id: string };
   let status: Record<string, unknown> = {};
   for (;;) {
     await new Promise((r) => setTimeout(r, 500));
@@ -158,7 +164,15 @@ try {
   await Promise.all(load);
 
   // Every acknowledged write is in the target at (at least) its acknowledged version.
-  const eu = new pg.Client({ connectionString: dbUrl(names.eu) });
+  let targetDb = names.eu;
+  if (target === 'dedicated') {
+    const control = new pg.Client({ connectionString: dbUrl(names.control) });
+    await control.connect();
+    const ds = await control.query<{ id: string }>('SELECT id FROM strata.datastores WHERE owner_tenant = $1', [t]);
+    await control.end();
+    targetDb = `strata_ds_${String(ds.rows[0]?.id).replaceAll('-', '')}`;
+  }
+  const eu = new pg.Client({ connectionString: dbUrl(targetDb) });
   await eu.connect();
   const rows = await eu.query<{ id: string; version: string }>(
     "SELECT id, version FROM strata_data.documents WHERE tenant_id = $1 AND id LIKE 'w%'",
@@ -171,6 +185,7 @@ try {
   const result = {
     generated_at: new Date().toISOString(),
     documents,
+    target,
     writers: Number(values.writers),
     readers: Number(values.readers),
     move: status,
@@ -183,10 +198,10 @@ try {
     requests_failed: stats.failed,
     acknowledged_writes_missing_in_target: lost,
   };
-  writeFileSync(values.out as string, `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(
     [
-      `move of ${documents.toLocaleString('en-US')} documents under load: ${status.phase}`,
+      `move of ${documents.toLocaleString('en-US')} documents to ${target} under load: ${status.phase}`,
       `  total time              ${(totalMs / 1000).toFixed(1)} s`,
       `  write pause at switch   ${status.pause_ms} ms (longest client wait incl. retries ${stats.maxRetryMs} ms)`,
       `  writes acknowledged     ${stats.writes.toLocaleString('en-US')}, reads ${stats.reads.toLocaleString('en-US')}`,
@@ -198,6 +213,16 @@ try {
 } finally {
   server.send({ type: 'shutdown' } satisfies RunnerMessage);
   await new Promise((r) => server.on('exit', r));
+  // The dedicated database the bench made Strata create, if any (its server drops it only on a finished move).
+  const control = new pg.Client({ connectionString: dbUrl(names.control) });
+  await control.connect();
+  const created = await control
+    .query<{ id: string }>("SELECT id FROM strata.datastores WHERE kind = 'dedicated'")
+    .catch(() => ({ rows: [] as { id: string }[] }));
+  await control.end();
+  for (const { id } of created.rows) {
+    await admin.query(`DROP DATABASE IF EXISTS strata_ds_${id.replaceAll('-', '')} WITH (FORCE)`);
+  }
   for (const n of Object.values(names)) await admin.query(`DROP DATABASE IF EXISTS ${n} WITH (FORCE)`);
   await admin.end();
 }

@@ -818,6 +818,47 @@ describe('moves interrupted by a restart', () => {
   });
 });
 
+describe('a move into a dedicated database interrupted by a restart', () => {
+  it('is undone by dropping the database it had created; the tenant stays whole where it was', async () => {
+    const { id, key } = await tenantIn('local');
+    await h.call(key, 'POST', `/v1/tenants/${id}/collections`, { name: 'c' });
+    await h.call(key, 'POST', `/v1/tenants/${id}/collections/c/documents`, { id: 'd', data: { a: 1 } });
+    const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves`, { kind: 'dedicated' });
+    expect(started.statusCode, started.body).toBe(202);
+    await h.strata.services.moves.settled(started.json().id);
+    // Wind it back to what a node that died mid-copy leaves: the move copying, the tenant still in the
+    // shared datastore (not fenced), the dedicated database created, registered and partly filled.
+    const ds = (
+      await h.db.query<{ id: string; display_url: string }>(
+        'SELECT id, display_url FROM strata.datastores WHERE owner_tenant = $1',
+        [id],
+      )
+    ).rows[0] as { id: string; display_url: string };
+    await h.db.query("UPDATE strata.moves SET phase = 'copying', switched_at = NULL WHERE id = $1", [
+      started.json().id,
+    ]);
+    await h.db.query('UPDATE strata.tenants SET datastore_id = NULL WHERE id = $1', [id]);
+    await h.db.query('UPDATE strata_data.tenant_sequences SET moved = false WHERE tenant_id = $1', [id]);
+    await h.strata.platform.router.announce(id);
+
+    await h.strata.services.moves.recover();
+
+    const undone = (await h.call(h.operatorToken, 'GET', `/v1/tenants/${id}/moves/${started.json().id}`)).json();
+    expect(undone).toMatchObject({ phase: 'failed', error: 'interrupted; undone at restart' });
+    expect((await h.db.query('SELECT 1 FROM strata.datastores WHERE id = $1', [ds.id])).rows).toEqual([]);
+    if (ds.display_url.startsWith('pglite:')) expect(existsSync(ds.display_url.slice(7))).toBe(false);
+    else {
+      const db = await h.db.query('SELECT 1 FROM pg_database WHERE datname = $1', [
+        `strata_ds_${ds.id.replaceAll('-', '')}`,
+      ]);
+      expect(db.rows).toEqual([]);
+    }
+    const doc = await h.call(key, 'GET', `/v1/tenants/${id}/collections/c/documents/d`);
+    expect(doc.json().data).toEqual({ a: 1 });
+    expect((await h.strata.platform.router.placementOf(id)).kind).toBe('shared');
+  });
+});
+
 describe('the source copy of a move', () => {
   it('is kept for the grace period, then dropped by housekeeping', async () => {
     const { id, key } = await tenantIn('local', ['local', 'eu']);

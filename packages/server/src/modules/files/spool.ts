@@ -42,10 +42,14 @@ export async function spool(
     if (err && !meter.destroyed) meter.destroy(new AppError('bad_request', 'The request body ended early'));
   });
   input.pipe(meter);
+  const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
   try {
-    await pipeline(meter, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+    await pipeline(meter, file);
   } catch (err) {
     input.unpipe(meter);
+    // The file may still be opening when the copy fails: wait until it is closed, or it would be created
+    // after the removal below and left behind.
+    if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
     await rm(path, { force: true });
     throw err;
   }
