@@ -296,7 +296,10 @@ export class MoveService {
     // 1. Copy, while the tenant keeps working at the source.
     for (const table of TABLES) {
       await this.#copyTable(read, target, tenantId, table, async (copied) => {
-        if (table.name === 'documents') await this.#record(id, { documents_copied: copied });
+        // Documents the tenant creates during the copy are copied too: the total grows with them.
+        if (table.name === 'documents') {
+          await this.#record(id, { documents_copied: copied, documents_total: Math.max(n, copied) });
+        }
       });
     }
     await this.#buildIndexes(read, target, tenantId);
