@@ -12,6 +12,7 @@ import { AppError } from '../src/platform/errors.js';
 import { openObjectStore } from '../src/platform/objects/open.js';
 import { adminUrl, databaseUrlFor } from './pg-url.js';
 import { S3_SECRET, type S3Server, startS3Server } from './s3-server.js';
+import { startTlsProxy, type TlsProxy } from './tls-proxy.js';
 
 /**
  * BYOD registration checks. The validation cases are pure and always run; the connection cases need a real
@@ -390,6 +391,56 @@ describe.skipIf(!base)('testByodConnection against PostgreSQL', () => {
     expect(create?.detail).toContain(`"${limitedRole}"`);
     expectSkippedAfter(report, 'create_privilege');
     expect(report.ok).toBe(false);
+  });
+
+  describe('over TLS (a TLS-terminating proxy in front of the server, with a certificate made for the test)', () => {
+    let proxy: TlsProxy;
+    beforeAll(async () => {
+      const u = new URL(base as string);
+      // The certificate names 127.0.0.1 only: connecting by another name must fail verify-full.
+      proxy = await startTlsProxy({ host: u.hostname, port: Number(u.port || 5432) }, 'IP:127.0.0.1');
+    });
+    afterAll(async () => {
+      await proxy?.close();
+    });
+    const over = (host: string, tls: { mode: 'require' | 'verify-full'; ca?: string }) => {
+      const u = new URL(urlFor({}));
+      u.hostname = host;
+      u.port = String(proxy.port);
+      return testByodConnection(
+        { url: u.toString(), tls },
+        { timeoutMs: 5000, operatorDatastoreUrls: [base as string] },
+      ).then((r) => {
+        reports.push(r);
+        return r;
+      });
+    };
+
+    it('passes verify-full with the CA that signed the certificate', async () => {
+      const report = await over('127.0.0.1', { mode: 'verify-full', ca: proxy.certificate });
+      expect(step(report, 'authenticated')).toMatchObject({ ok: true, detail: expect.stringContaining('verify-full') });
+      expect(report.ok).toBe(true);
+      expect(report.warnings.some((w) => /TLS is disabled/.test(w))).toBe(false);
+    });
+
+    it('fails verify-full on a certificate no trusted CA signed, and says to give tls.ca', async () => {
+      const report = await over('127.0.0.1', { mode: 'verify-full' });
+      expect(step(report, 'authenticated')?.ok).toBe(false);
+      expect(step(report, 'authenticated')?.detail).toMatch(/^TLS failed: .*self.signed.*give the CA/i);
+      expectSkippedAfter(report, 'authenticated');
+    });
+
+    it('fails verify-full when the certificate does not name the host connected to', async () => {
+      const report = await over('localhost', { mode: 'verify-full', ca: proxy.certificate });
+      expect(step(report, 'authenticated')?.ok).toBe(false);
+      expect(step(report, 'authenticated')?.detail).toMatch(/^TLS failed: .*(altnames|localhost)/i);
+    });
+
+    it('passes require (encrypted, certificate not checked)', async () => {
+      const report = await over('127.0.0.1', { mode: 'require' });
+      expect(step(report, 'authenticated')).toMatchObject({ ok: true, detail: expect.stringContaining('require') });
+      expect(report.ok).toBe(true);
+    });
   });
 
   describe('with a bucket of its own (a real S3-protocol server)', () => {
