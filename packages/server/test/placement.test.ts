@@ -818,6 +818,57 @@ describe('moves interrupted by a restart', () => {
   });
 });
 
+describe('rolling a move back', () => {
+  it('moves the tenant back to the very datastore it left, with what was written since; then it can be dropped', async () => {
+    const { id, key } = await tenantIn('local');
+    const base = `/v1/tenants/${id}/collections`;
+    await h.call(key, 'POST', base, { name: 'c' });
+    await h.call(key, 'POST', `${base}/c/documents`, { id: 'before', data: { n: 1 } });
+    const there = await h.call(h.operatorToken, 'PUT', `/v1/tenants/${id}/datastore`, { kind: 'dedicated' });
+    expect(there.statusCode, there.body).toBe(202);
+    await h.strata.services.moves.settled(there.json().id);
+    const [ds] = (
+      await h.db.query<{ id: string; display_url: string }>(
+        'SELECT id, display_url FROM strata.datastores WHERE owner_tenant = $1',
+        [id],
+      )
+    ).rows;
+    // Written in the dedicated database after the switch: must come back too.
+    await h.call(key, 'POST', `${base}/c/documents`, { id: 'after', data: { n: 2 } });
+    await h.call(key, 'PATCH', `${base}/c/documents/before`, { n: 10 });
+
+    const {
+      acked,
+      refusals,
+      result: back,
+    } = await writesDuring(key, `${base}/c`, async () => {
+      const r = await h.call(key, 'POST', `/v1/tenants/${id}/moves/${there.json().id}/rollback`);
+      expect(r.statusCode).toBe(403); // a data key may not
+      const started = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves/${there.json().id}/rollback`);
+      expect(started.statusCode, started.body).toBe(202);
+      expect(started.json()).toMatchObject({ rolls_back: there.json().id, target_kind: 'shared' });
+      await h.strata.services.moves.settled(started.json().id);
+      return started.json().id as string;
+    });
+    for (const r of refusals) expect(r).toEqual({ status: 503, retryAfter: '5' });
+    expect((await h.call(key, 'GET', `/v1/tenants/${id}/moves/${back}`)).json()).toMatchObject({ phase: 'switched' });
+    expect((await h.call(key, 'GET', `/v1/tenants/${id}/moves/${there.json().id}`)).json().phase).toBe('rolled_back');
+    expect((await h.strata.platform.router.placementOf(id)).kind).toBe('shared');
+    await expectAcknowledged(key, `${base}/c`, acked);
+    expect((await h.call(key, 'GET', `${base}/c/documents/after`)).json().data).toEqual({ n: 2 });
+    expect((await h.call(key, 'GET', `${base}/c/documents/before`)).json().data).toEqual({ n: 10 });
+    expect(await rowsIn(h.db, 'documents', id)).toBe(2 + acked.size);
+
+    // A rolled-back move cannot be finished or rolled back again; finishing the rollback drops the
+    // dedicated database the tenant left.
+    const again = await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves/${there.json().id}/rollback`);
+    expect(again.statusCode).toBe(409);
+    expect((await h.call(h.operatorToken, 'POST', `/v1/tenants/${id}/moves/${back}/finish`)).statusCode).toBe(200);
+    expect((await h.db.query('SELECT 1 FROM strata.datastores WHERE id = $1', [ds?.id])).rows).toEqual([]);
+    if (ds?.display_url.startsWith('pglite:')) expect(existsSync(ds.display_url.slice(7))).toBe(false);
+  }, 60_000);
+});
+
 describe('a move into a dedicated database interrupted by a restart', () => {
   it('is undone by dropping the database it had created; the tenant stays whole where it was', async () => {
     const { id, key } = await tenantIn('local');

@@ -72,7 +72,9 @@ export interface MoveStatus {
   source_kind: Placement['kind'];
   target_region: string;
   target_kind: Placement['kind'];
-  phase: 'copying' | 'fenced' | 'switched' | 'finished' | 'failed';
+  phase: 'copying' | 'fenced' | 'switched' | 'finished' | 'failed' | 'rolled_back';
+  /** The move this one rolls back (a move back to that move's source), if it is one. */
+  rolls_back: string | null;
   documents_total: number;
   documents_copied: number;
   rate_per_second: number | null;
@@ -93,6 +95,7 @@ interface MoveRow {
   target_region: string;
   target_kind: Placement['kind'];
   target_datastore: string | null;
+  rolls_back: string | null;
   phase: MoveStatus['phase'];
   documents_total: number;
   documents_copied: number;
@@ -118,6 +121,7 @@ function toStatus(r: MoveRow): MoveStatus {
     target_region: r.target_region,
     target_kind: r.target_kind,
     phase: r.phase,
+    rolls_back: r.rolls_back,
     documents_total: total,
     documents_copied: copied,
     rate_per_second: rate === null ? null : Math.round(rate),
@@ -170,7 +174,12 @@ export class MoveService {
    * Starts a move in the background and returns its first status. A dedicated target is created and any
    * registered target opened (and migrated) before this returns, so those failures are answered at once.
    */
-  async start(tenantId: string, target: MoveTarget, fill?: Fill): Promise<MoveStatus> {
+  async start(
+    tenantId: string,
+    target: MoveTarget,
+    fill?: Fill,
+    back?: { move: string; datastoreId: string | null },
+  ): Promise<MoveStatus> {
     const tenant = await withSystem(this.platform.db, async (tx) => {
       const r = await tx.query<{ allowed_regions: string[] }>(
         'SELECT allowed_regions FROM strata.tenants WHERE id = $1',
@@ -187,15 +196,15 @@ export class MoveService {
     this.platform.router.invalidate(tenantId);
     const current = await this.platform.router.placementOf(tenantId);
     const source = await this.platform.router.forTenant(tenantId);
-    if (target.kind === 'shared' && source === (await this.platform.router.forRegion(target.region))) {
+    if (!back && target.kind === 'shared' && source === (await this.platform.router.forRegion(target.region))) {
       throw new AppError('conflict', `The tenant's data is already in region ${target.region}'s shared datastore`);
     }
-    if (target.kind === 'dedicated' && current.kind === 'dedicated' && current.region === target.region) {
+    if (!back && target.kind === 'dedicated' && current.kind === 'dedicated' && current.region === target.region) {
       throw new AppError('conflict', `The tenant's data is already in a dedicated database in region ${target.region}`);
     }
     // A new move ends the grace period of the previous one: its source copy is dropped first, so that no
-    // later cleanup can reach a datastore this move may go back to.
-    await this.finishAll(tenantId);
+    // later cleanup can reach a datastore this move may go back to. (A rollback goes back to that copy.)
+    if (!back) await this.finishAll(tenantId);
 
     const id = newId();
     const inserted = await withSystem(this.platform.db, async (tx) => {
@@ -205,9 +214,19 @@ export class MoveService {
       );
       if (busy.rows.length > 0) return false;
       await tx.query(
-        `INSERT INTO strata.moves (id, owner_tenant, source_region, source_datastore, source_kind, target_region, target_kind, phase)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'copying')`,
-        [id, tenantId, current.region, current.datastoreId, current.kind, target.region, target.kind],
+        `INSERT INTO strata.moves (id, owner_tenant, source_region, source_datastore, source_kind, target_region,
+                                   target_kind, rolls_back, phase)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'copying')`,
+        [
+          id,
+          tenantId,
+          current.region,
+          current.datastoreId,
+          current.kind,
+          target.region,
+          target.kind,
+          back?.move ?? null,
+        ],
       );
       return true;
     });
@@ -215,7 +234,12 @@ export class MoveService {
     let targetDatastore: string | null = null;
     let targetDb: Database;
     try {
-      if (target.kind !== 'shared') {
+      if (back?.datastoreId) {
+        // Back to the datastore the rolled-back move left: still registered, its copy about to be refreshed.
+        targetDatastore = back.datastoreId;
+        await this.#record(id, { target_datastore: targetDatastore });
+        targetDb = await this.platform.router.forDatastore(targetDatastore);
+      } else if (target.kind !== 'shared') {
         targetDatastore = await registerDatastore(this.platform, tenantId, target.region, target);
         await this.#record(id, { target_datastore: targetDatastore });
         targetDb = await this.platform.router.forDatastore(targetDatastore);
@@ -233,7 +257,7 @@ export class MoveService {
     const run = this.#run(id, tenantId, source, targetDb, stores, target.region, targetDatastore, fill).catch(
       async (err) => {
         this.platform.log.error({ err, type: 'move.failed', move_id: id, tenant_id: tenantId }, 'move failed');
-        await this.#leave(tenantId, target.region, targetDatastore).catch(() => {});
+        await this.#abandon(tenantId, target.region, targetDatastore, back?.move ?? null).catch(() => {});
         await this.#record(id, { phase: 'failed', error: String((err as Error).message), finished_at: new Date() });
       },
     );
@@ -251,6 +275,18 @@ export class MoveService {
    * its file blobs from that placement's object store unless it is the tenant's current one, then its rows
    * (a registered datastore is discarded whole).
    */
+  /**
+   * Undoes what a failed or interrupted move put in its target. A rollback's target is the datastore the
+   * rolled-back move left, still that move's to drop: only the rows copied into it are removed.
+   */
+  async #abandon(tenantId: string, region: string, datastoreId: string | null, rollsBack: string | null) {
+    if (!rollsBack) return this.#leave(tenantId, region, datastoreId);
+    const db = datastoreId
+      ? await this.platform.router.forDatastore(datastoreId)
+      : await this.platform.router.forRegion(region);
+    await this.#undo(tenantId, db);
+  }
+
   async #leave(tenantId: string, region: string, datastoreId: string | null) {
     const store = await this.platform.objects.forPlacement({ region, datastoreId });
     if (store !== (await this.platform.objects.forTenant(tenantId))) await removeBlobs(store, tenantId);
@@ -429,6 +465,14 @@ export class MoveService {
     );
     await this.platform.router.announce(tenantId);
     this.platform.authCache.clear();
+    // A rollback that switched ends the move it rolled back: the tenant is where that move started.
+    await withSystem(this.platform.db, (tx) =>
+      tx.query(
+        `UPDATE strata.moves SET phase = 'rolled_back', finished_at = now()
+          WHERE id = (SELECT rolls_back FROM strata.moves WHERE id = $1) AND phase = 'switched'`,
+        [id],
+      ),
+    );
     await this.#record(id, {
       phase: 'switched',
       switched_at: new Date(),
@@ -437,22 +481,47 @@ export class MoveService {
     this.platform.log.info({ type: 'move.switched', move_id: id, tenant_id: tenantId }, 'tenant moved');
   }
 
+  /**
+   * Copies a table in key order, in batches. With `bounded`, only up to the last key there was when the copy
+   * started: rows added while it runs come with the catch-up (or, for tables outside the change feed, are
+   * synced under the fence), so a tenant that keeps writing cannot keep the copy chasing the end.
+   */
   async #copyTable(
     read: Read,
     target: Database,
     tenantId: string,
     table: TableSpec,
     progress: (n: number) => Promise<void>,
+    bounded = true,
   ) {
+    const keys = keyList(table);
+    const tuple = (from: number) => `(${table.key.map((_, i) => `$${i + from}`).join(', ')})`;
+    let upTo: unknown[] | null = null;
+    if (bounded) {
+      const [last] = await read<{ r: Record<string, unknown> }>(
+        `SELECT to_jsonb(t) AS r FROM strata_data.${table.name} t
+          ORDER BY ${table.key.map((k) => `${k} DESC`).join(', ')} LIMIT 1`,
+      );
+      if (!last) return;
+      upTo = table.key.map((k) => last.r[k]);
+    }
     let after: unknown[] | null = null;
     let copied = 0;
     for (;;) {
-      const where: string = after
-        ? `(${keyList(table)}) > (${table.key.map((_, i) => `$${i + 1}`).join(', ')})`
-        : 'true';
+      const conditions: string[] = [];
+      const params: unknown[] = [];
+      if (after) {
+        conditions.push(`(${keys}) > ${tuple(params.length + 1)}`);
+        params.push(...after);
+      }
+      if (upTo) {
+        conditions.push(`(${keys}) <= ${tuple(params.length + 1)}`);
+        params.push(...upTo);
+      }
       const rows: { r: Record<string, unknown> }[] = await read(
-        `SELECT to_jsonb(t) AS r FROM strata_data.${table.name} t WHERE ${where} ORDER BY ${keyList(table)} LIMIT ${BATCH}`,
-        after ?? [],
+        `SELECT to_jsonb(t) AS r FROM strata_data.${table.name} t
+          WHERE ${conditions.length > 0 ? conditions.join(' AND ') : 'true'} ORDER BY ${keys} LIMIT ${BATCH}`,
+        params,
       );
       if (rows.length === 0) return;
       await this.#write(
@@ -463,6 +532,7 @@ export class MoveService {
       );
       copied += rows.length;
       await progress(copied);
+      if (rows.length < BATCH) return;
       const last = rows[rows.length - 1]?.r as Record<string, unknown>;
       after = table.key.map((k) => last[k]);
     }
@@ -534,7 +604,7 @@ export class MoveService {
 
   async #syncSmallTables(read: Read, target: Database, tenantId: string) {
     await this.#syncCollections(read, target, tenantId);
-    await this.#copyTable(read, target, tenantId, TABLES[3] as TableSpec, async () => {});
+    await this.#copyTable(read, target, tenantId, TABLES[3] as TableSpec, async () => {}, false);
     // The sequence row, in a new epoch: sync clients holding checkpoints of the old datastore start over.
     const [seq] = await read<{
       epoch: number;
@@ -627,6 +697,23 @@ export class MoveService {
     return this.get(tenantId, moveId);
   }
 
+  /**
+   * Rolls a switched move back while its source copy is kept: a live move back to the same placement (the
+   * same registered datastore, whose copy is refreshed from the tenant's current data, writes made since
+   * the switch included). When it switches, the first move becomes rolled_back.
+   */
+  async rollback(tenantId: string, moveId: string): Promise<MoveStatus> {
+    const m = await this.#load(tenantId, moveId);
+    if (m.phase !== 'switched') {
+      throw new AppError(
+        'conflict',
+        `Only a switched move whose source copy is still kept can be rolled back; this one is ${m.phase}`,
+      );
+    }
+    const target = { kind: m.source_kind, region: m.source_region } as MoveTarget;
+    return this.start(tenantId, target, undefined, { move: m.id, datastoreId: m.source_datastore });
+  }
+
   /** Drops the source copies of all the tenant's switched moves (before another move, or a purge). */
   async finishAll(tenantId: string): Promise<void> {
     const switched = await withSystem(this.platform.db, (tx) =>
@@ -665,7 +752,7 @@ export class MoveService {
       if (m.phase === 'fenced' || moved.rows[0]?.moved) {
         await this.#switch(m.id, m.owner_tenant, m.target_region, m.target_datastore, null);
       } else {
-        await this.#leave(m.owner_tenant, m.target_region, m.target_datastore);
+        await this.#abandon(m.owner_tenant, m.target_region, m.target_datastore, m.rolls_back);
         await this.#record(m.id, { phase: 'failed', error: 'interrupted; undone at restart', finished_at: new Date() });
       }
     }

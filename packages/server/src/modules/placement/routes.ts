@@ -189,7 +189,8 @@ export const MoveStatusSchema = Type.Object({
   source_kind: Kind,
   target_region: Type.String(),
   target_kind: Kind,
-  phase: Type.Union(['copying', 'fenced', 'switched', 'finished', 'failed'].map((p) => Type.Literal(p))),
+  phase: Type.Union(['copying', 'fenced', 'switched', 'finished', 'failed', 'rolled_back'].map((p) => Type.Literal(p))),
+  rolls_back: Type.Union([Type.String(), Type.Null()], { description: 'The move this one rolls back, if any' }),
   documents_total: Type.Integer(),
   documents_copied: Type.Integer(),
   rate_per_second: Type.Union([Type.Number(), Type.Null()]),
@@ -289,6 +290,25 @@ export function moveRoutes(app: FastifyInstance, platform: Platform, moves: Move
       },
     },
     async (request) => moves.finish(request.params.tenantId, request.params.moveId),
+  );
+  app.post<{ Params: { tenantId: string; moveId: string } }>(
+    '/v1/tenants/:tenantId/moves/:moveId/rollback',
+    {
+      config: { permission: 'tenant:update' },
+      schema: {
+        tags,
+        security,
+        summary: 'Roll a switched move back: move the tenant live to where it was, while that copy is kept',
+        description:
+          'Starts a move back to the source placement (the same datastore, refreshed with everything written ' +
+          'since; 202, follow it like any move). When it switches, the rolled-back move becomes rolled_back. Only ' +
+          'a switched move can be rolled back: once finished, its source copy is gone.',
+        params: MoveParams,
+        response: responses({ 202: MoveStatusSchema }),
+      },
+    },
+    async (request, reply) =>
+      reply.status(202).send(await moves.rollback(request.params.tenantId, request.params.moveId)),
   );
 }
 
