@@ -38,6 +38,9 @@ export type MoveTarget =
  */
 
 const BATCH = 1000;
+/** Catch-up passes before the fence: at most this many, and fewer once a pass applies fewer than FENCE_READY changes. */
+const CATCH_UP_PASSES = 10;
+const FENCE_READY = 100;
 
 interface TableSpec {
   name: string;
@@ -344,13 +347,14 @@ export class MoveService {
     //    sequence at its start (writers keep going, so chasing the very end would never finish), until the
     //    rest is small enough for the fence.
     let applied = Number(startSeq);
-    for (let pass = 0; pass < 5; pass++) {
+    for (let pass = 0; pass < CATCH_UP_PASSES; pass++) {
       const [{ last_seq: upTo } = { last_seq: 0 }] = await read<{ last_seq: number }>(
         'SELECT coalesce(max(last_seq), 0)::bigint AS last_seq FROM strata_data.tenant_sequences',
       );
       const before = applied;
       applied = await this.#catchUp(read, target, tenantId, applied, Number(upTo));
-      if (applied - before < BATCH) break;
+      // What is left for the fence is what commits during the last pass: stop when passes are that short.
+      if (applied - before < FENCE_READY) break;
     }
 
     // 3. Fence, last catch-up, verify, mark the source moved.
@@ -652,8 +656,11 @@ export class MoveService {
                            FROM strata_data.files) AS files
                    FROM strata_data.documents`;
     type Sums = { n: number; sum: string; last: number; files: string };
-    const [a] = await read<Sums>(sql);
-    const b = (await withTenant(target, tenantId, (tx) => tx.query<Sums>(sql))).rows[0];
+    // Both sides at once (two databases): this runs while the tenant's writes are held.
+    const [[a], b] = await Promise.all([
+      read<Sums>(sql),
+      withTenant(target, tenantId, (tx) => tx.query<Sums>(sql)).then((r) => r.rows[0]),
+    ]);
     if (!a || !b || a.n !== b.n || a.sum !== b.sum || Number(a.last) !== Number(b.last) || a.files !== b.files) {
       throw new Error(`verification failed: source ${JSON.stringify(a)}, target ${JSON.stringify(b)}`);
     }
