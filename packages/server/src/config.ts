@@ -88,33 +88,46 @@ export class ConfigError extends Error {
 const redactSecrets = (text: string) => text.replace(/(\/\/[^:/@\s",]*:)[^@\s",]*@/g, '$1***@');
 
 /**
- * STRATA_OBJECT_STORES (`eu=s3://…,us=file:/data/objects`), each URL checked; every region without an entry
- * gets the directory <data dir>/objects/<region>.
+ * A per-region setting (`eu=…,us=…`): every region named must be one of STRATA_REGIONS and named once, and
+ * `normalize` turns each value into its stored form (or throws a message saying what is wrong with it).
+ * Every problem is listed in one ConfigError.
  */
-function objectStoresOf(value: string | undefined, regions: string[], dataDir: string): Record<string, string> {
-  const stores: Record<string, string> = {};
+function regionMap(
+  name: string,
+  value: string | undefined,
+  regions: string[],
+  normalize: (target: string) => string,
+): Record<string, string> {
+  const map: Record<string, string> = {};
   const problems: string[] = [];
   for (const entry of value?.split(',') ?? []) {
     const at = entry.indexOf('=');
     const region = entry.slice(0, at);
-    const url = entry.slice(at + 1);
     if (!regions.includes(region)) {
-      problems.push(`STRATA_OBJECT_STORES: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`);
-    } else if (stores[region]) {
-      problems.push(`STRATA_OBJECT_STORES: region "${region}" is listed twice`);
+      problems.push(`${name}: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`);
+    } else if (map[region]) {
+      problems.push(`${name}: region "${region}" is listed twice`);
     } else {
       try {
-        const spec = parseObjectStoreUrl(url);
-        stores[region] = spec.kind === 'file' ? `file:${spec.dir}` : url;
+        map[region] = normalize(entry.slice(at + 1));
       } catch (err) {
         if (!(err instanceof ObjectStoreUrlError)) throw err;
-        problems.push(`STRATA_OBJECT_STORES: region "${region}": ${err.message}`);
+        problems.push(`${name}: region "${region}": ${err.message}`);
       }
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  for (const region of regions) stores[region] ??= `file:${resolve(dataDir, 'objects', region)}`;
-  return stores;
+  return map;
+}
+
+/** A datastore target: a postgres:// URL as given, or pglite:<dir> with the directory made absolute. */
+const datastoreTarget = (target: string) =>
+  target.startsWith('pglite:') ? `pglite:${resolve(target.slice(7))}` : target;
+
+/** An object store URL, checked; a file: store's directory made absolute. */
+function objectStoreTarget(url: string): string {
+  const spec = parseObjectStoreUrl(url);
+  return spec.kind === 'file' ? `file:${spec.dir}` : url;
 }
 
 /** Parses an environment (process.env by default) into a Config, or throws ConfigError listing every problem. */
@@ -140,25 +153,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const e = converted as Static<typeof Env>;
   const dataDir = resolve(e.STRATA_DATA_DIR);
   const regions = e.STRATA_REGIONS.split(',');
-  const regionMap = (name: string, value: string | undefined) => {
-    const map: Record<string, string> = {};
-    for (const entry of value?.split(',') ?? []) {
-      const at = entry.indexOf('=');
-      const region = entry.slice(0, at);
-      const target = entry.slice(at + 1);
-      if (!regions.includes(region)) {
-        throw new ConfigError([`${name}: region "${region}" is not in STRATA_REGIONS (${regions.join(',')})`]);
-      }
-      map[region] = target.startsWith('pglite:') ? `pglite:${resolve(target.slice(7))}` : target;
-    }
-    return map;
-  };
-  const sharedDatastores = regionMap('STRATA_SHARED_DATASTORES', e.STRATA_SHARED_DATASTORES);
+  const sharedDatastores = regionMap('STRATA_SHARED_DATASTORES', e.STRATA_SHARED_DATASTORES, regions, datastoreTarget);
   // Dedicated databases: the home region's default is the control database's server, or embedded
   // databases under the data directory.
   const dedicatedPools = {
     [regions[0] as string]: e.DATABASE_URL ?? `pglite:${dataDir}/dedicated`,
-    ...regionMap('STRATA_DEDICATED_POOLS', e.STRATA_DEDICATED_POOLS),
+    ...regionMap('STRATA_DEDICATED_POOLS', e.STRATA_DEDICATED_POOLS, regions, datastoreTarget),
   };
   const config: Config = {
     dataDir,
@@ -173,7 +173,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     bodyLimitBytes: e.STRATA_BODY_LIMIT_BYTES,
     maxDocumentBytes: e.STRATA_MAX_DOCUMENT_BYTES,
     maxFileBytes: e.STRATA_MAX_FILE_BYTES,
-    objectStores: objectStoresOf(e.STRATA_OBJECT_STORES, regions, dataDir),
+    // Every region has an object store: the one STRATA_OBJECT_STORES names, or <data dir>/objects/<region>.
+    objectStores: {
+      ...Object.fromEntries(regions.map((r) => [r, `file:${resolve(dataDir, 'objects', r)}`])),
+      ...regionMap('STRATA_OBJECT_STORES', e.STRATA_OBJECT_STORES, regions, objectStoreTarget),
+    },
     sseHeartbeatSeconds: e.STRATA_SSE_HEARTBEAT_SECONDS,
     authCacheSeconds: e.STRATA_AUTH_CACHE_SECONDS,
     sharedDatastores,

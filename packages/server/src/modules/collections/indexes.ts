@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Database } from '../../platform/db/driver.js';
-import { isUuid } from '../../platform/db/tenant-context.js';
+import { isUuid, withTenant } from '../../platform/db/tenant-context.js';
 import type { CollectionSettings, VectorSettings } from '../documents/write.js';
 
 /**
@@ -95,6 +95,20 @@ export class IndexManager {
   async drop(db: Database, name: string): Promise<void> {
     if (!/^strata_(ix|vx)_[0-9a-f]{24}$/.test(name)) throw new Error('invalid index name');
     await db.exec(`DROP INDEX CONCURRENTLY IF EXISTS strata_data.${name}`);
+  }
+
+  /**
+   * Builds, in a datastore, every index the tenant's collections there declare (after a move has copied
+   * them, or a restore has put them back).
+   */
+  async ensureForTenant(db: Database, tenantId: string): Promise<void> {
+    const { rows } = await withTenant(db, tenantId, (tx) =>
+      tx.query<{ name: string; settings: CollectionSettings }>('SELECT name, settings FROM strata_data.collections'),
+    );
+    for (const c of rows) {
+      for (const index of c.settings?.indexes ?? []) await this.ensurePathIndex(db, tenantId, c.name, index);
+      if (c.settings?.vector) await this.ensureVectorIndex(db, tenantId, c.name, c.settings.vector);
+    }
   }
 
   /** Drops every index scoped to the tenant (run when the tenant is purged). */

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Platform } from '../../platform/context.js';
 import type { Queryable } from '../../platform/db/driver.js';
 import { withSystem } from '../../platform/db/tenant-context.js';
-import { deletePrefix, type ObjectStore } from '../../platform/objects/store.js';
+import { deletePrefix, type ObjectBody, type ObjectStore } from '../../platform/objects/store.js';
 import { type Spooled, spoolVerified } from './spool.js';
 
 /**
@@ -57,6 +57,20 @@ export async function ensureBlob(store: ObjectStore, tenantId: string, spooled: 
 }
 
 /**
+ * Stores an object read from another store under `key`, checking on the way that its bytes are the ones
+ * `sha256` names (a damaged source is refused, nothing is stored). Returns the byte count.
+ */
+export async function putVerified(source: ObjectBody, to: ObjectStore, key: string, sha256: string): Promise<number> {
+  const spooled = await spoolVerified(source.body, { sha256, size: source.size });
+  try {
+    await to.put(key, spooled.path, { size: spooled.size, contentType: BLOB_CONTENT_TYPE, sha256 });
+  } finally {
+    await rm(spooled.path, { force: true });
+  }
+  return spooled.size;
+}
+
+/**
  * Copies blobs of a tenant from one store to another (a move, a snapshot): each is read, checked against its
  * SHA-256 on the way, and put; blobs the target already has (same size) are skipped. `shas` defaults to
  * every blob of the tenant in the source.
@@ -83,14 +97,8 @@ export async function copyTenantBlobs(
       skipped++;
       continue;
     }
-    const spooled = await spoolVerified(source.body, { sha256, size: source.size });
-    try {
-      await to.put(key, spooled.path, { size: spooled.size, contentType: BLOB_CONTENT_TYPE, sha256 });
-    } finally {
-      await rm(spooled.path, { force: true });
-    }
+    bytes += await putVerified(source, to, key, sha256);
     copied++;
-    bytes += spooled.size;
   }
   return { copied, skipped, bytes };
 }

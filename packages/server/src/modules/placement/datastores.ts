@@ -117,6 +117,8 @@ export async function discardDatastore(platform: Platform, id: string, indexes: 
   await platform.objects.release(id);
   if (row.kind === 'dedicated') await dropDedicated(platform, row.region, id, settings.url);
   await withSystem(platform.db, (tx) => tx.query('DELETE FROM strata.datastores WHERE id = $1', [id]));
+  // Forgets the settings again, in case a lookup remembered them between the release above and the delete.
+  await platform.router.release(id);
   platform.log.info(
     { type: 'datastore.discarded', tenant_id: row.owner_tenant, datastore_id: id, kind: row.kind },
     'datastore discarded',

@@ -1,16 +1,16 @@
 import type { Platform } from '../../platform/context.js';
-import type { Database, Queryable } from '../../platform/db/driver.js';
-import { withSystem, withTenant } from '../../platform/db/tenant-context.js';
+import type { Database } from '../../platform/db/driver.js';
+import { updateById, withSystem, withTenant } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { iso, newId } from '../../platform/ids.js';
 import { deletePrefix, type ObjectStore } from '../../platform/objects/store.js';
 import type { IndexManager } from '../collections/indexes.js';
-import type { CollectionSettings } from '../documents/write.js';
 import { copyTenantBlobs, tenantBlobPrefix } from '../files/blobs.js';
 import { removeTenantData } from '../tenants/service.js';
 import type { ValidByodConfig } from './byod-check.js';
 import { discardDatastore, registerDatastore } from './datastores.js';
 import type { Placement } from './router.js';
+import { lastKey, type Read, scanTable } from './table-scan.js';
 
 /** Where a move goes. BYOD configurations arrive already validated and connection-tested. */
 export type MoveTarget =
@@ -109,8 +109,6 @@ interface MoveRow {
   finished_at: Date | null;
 }
 
-type Read = <R>(sql: string, params?: unknown[]) => Promise<R[]>;
-
 function toStatus(r: MoveRow): MoveStatus {
   const seconds = (Date.now() - new Date(r.started_at).getTime()) / 1000;
   const copied = Number(r.documents_copied);
@@ -150,14 +148,8 @@ export class MoveService {
     private readonly indexes: IndexManager,
   ) {}
 
-  async #record(id: string, fields: Record<string, unknown>): Promise<void> {
-    const names = Object.keys(fields);
-    await withSystem(this.platform.db, (tx) =>
-      tx.query(`UPDATE strata.moves SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`, [
-        id,
-        ...Object.values(fields),
-      ]),
-    );
+  #record(id: string, fields: Record<string, unknown>): Promise<void> {
+    return updateById(this.platform.db, 'strata.moves', id, fields);
   }
 
   async list(tenantId: string): Promise<MoveStatus[]> {
@@ -270,15 +262,6 @@ export class MoveService {
   }
 
   /**
-   * Removes what a move put in its target: the registered datastore whole, or the tenant's rows in a shared
-   * one; and the file blobs it copied, when the target's object store is not the tenant's current one.
-   */
-  /**
-   * Removes the tenant from a placement it is not in (a failed move's target, a finished move's source):
-   * its file blobs from that placement's object store unless it is the tenant's current one, then its rows
-   * (a registered datastore is discarded whole).
-   */
-  /**
    * Undoes what a failed or interrupted move put in its target. A rollback's target is the datastore the
    * rolled-back move left, still that move's to drop: only the rows copied into it are removed.
    */
@@ -290,6 +273,11 @@ export class MoveService {
     await this.#undo(tenantId, db);
   }
 
+  /**
+   * Removes the tenant from a placement it is not in (a failed move's target, a finished move's source):
+   * its file blobs from that placement's object store unless it is the tenant's current one, then its rows
+   * (a registered datastore is discarded whole).
+   */
   async #leave(tenantId: string, region: string, datastoreId: string | null) {
     const store = await this.platform.objects.forPlacement({ region, datastoreId });
     if (store !== (await this.platform.objects.forTenant(tenantId))) await removeBlobs(store, tenantId);
@@ -341,7 +329,7 @@ export class MoveService {
         }
       });
     }
-    await this.#buildIndexes(read, target, tenantId);
+    await this.indexes.ensureForTenant(target, tenantId);
     await copyBlobs(read);
     // 2. Catch up with what committed meanwhile, without pausing anything: a few passes, each up to the
     //    sequence at its start (writers keep going, so chasing the very end would never finish), until the
@@ -357,33 +345,42 @@ export class MoveService {
       if (applied - before < FENCE_READY) break;
     }
 
-    // 3. Fence, last catch-up, verify, mark the source moved.
-    const fencedAt = Date.now();
-    await withTenant(source, tenantId, async (tx) => {
-      await this.#fence(tx, tenantId);
-      const fenced: Read = async (sql, params) => (await tx.query(sql, params)).rows as never;
+    // 3. Fence, last catch-up, verify; then point the tenant at the target.
+    await this.#fenceAndSwitch(id, tenantId, source, targetRegion, targetDatastore, async (fenced) => {
       applied = await this.#catchUp(fenced, target, tenantId, applied);
       await this.#syncSmallTables(fenced, target, tenantId);
       await this.#syncFiles(fenced, target, tenantId);
       await copyBlobs(fenced); // only the blobs of files written during the move are new
       await this.#verify(fenced, target, tenantId);
-      await tx.query('UPDATE strata_data.tenant_sequences SET moved = true');
     });
-    await this.#record(id, { phase: 'fenced' });
-    // 4. Point the tenant at the target.
-    await this.#switch(id, tenantId, targetRegion, targetDatastore, fencedAt);
   }
 
   /**
-   * Locks the tenant's sequence row at the source (made first if the tenant never wrote there): until the
-   * transaction ends no write of the tenant can commit there.
+   * The end of every move. One source transaction locks the tenant's sequence row (made first if the tenant
+   * never wrote there), so no write of the tenant can commit at the source while `underFence` brings the
+   * target up to date; then the source is marked moved (nothing can ever commit there again), and the control
+   * plane points the tenant at the target.
    */
-  async #fence(tx: Queryable, tenantId: string) {
-    await tx.query(
-      'INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING',
-      [tenantId],
-    );
-    await tx.query('SELECT 1 FROM strata_data.tenant_sequences FOR UPDATE');
+  async #fenceAndSwitch(
+    id: string,
+    tenantId: string,
+    source: Database,
+    targetRegion: string,
+    targetDatastore: string | null,
+    underFence: (fenced: Read) => Promise<void>,
+  ) {
+    const fencedAt = Date.now();
+    await withTenant(source, tenantId, async (tx) => {
+      await tx.query(
+        'INSERT INTO strata_data.tenant_sequences (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING',
+        [tenantId],
+      );
+      await tx.query('SELECT 1 FROM strata_data.tenant_sequences FOR UPDATE');
+      await underFence(async (sql, params) => (await tx.query(sql, params)).rows as never);
+      await tx.query('UPDATE strata_data.tenant_sequences SET moved = true');
+    });
+    await this.#record(id, { phase: 'fenced' });
+    await this.#switch(id, tenantId, targetRegion, targetDatastore, fencedAt);
   }
 
   /**
@@ -401,24 +398,18 @@ export class MoveService {
     fill: Fill,
   ) {
     await fill(target, targetStore);
-    const readTarget: Read = async (sql, params) =>
-      (await withTenant(target, tenantId, (tx) => tx.query(sql, params))).rows as never;
-    const [{ n } = { n: 0 }] = await readTarget<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.documents');
+    const { rows } = await withTenant(target, tenantId, (tx) =>
+      tx.query<{ n: number }>('SELECT count(*)::int AS n FROM strata_data.documents'),
+    );
+    const n = rows[0]?.n ?? 0;
     await this.#record(id, { documents_total: n, documents_copied: n });
-    await this.#buildIndexes(readTarget, target, tenantId);
-    const fencedAt = Date.now();
-    await withTenant(source, tenantId, async (tx) => {
-      await this.#fence(tx, tenantId);
-      const r = await tx.query<{ epoch: number }>('SELECT epoch FROM strata_data.tenant_sequences');
+    await this.indexes.ensureForTenant(target, tenantId);
+    await this.#fenceAndSwitch(id, tenantId, source, targetRegion, targetDatastore, async (fenced) => {
+      const [seq] = await fenced<{ epoch: number }>('SELECT epoch FROM strata_data.tenant_sequences');
       await withTenant(target, tenantId, (t) =>
-        t.query('UPDATE strata_data.tenant_sequences SET epoch = greatest(epoch, $1::int + 1)', [
-          r.rows[0]?.epoch ?? 1,
-        ]),
+        t.query('UPDATE strata_data.tenant_sequences SET epoch = greatest(epoch, $1::int + 1)', [seq?.epoch ?? 1]),
       );
-      await tx.query('UPDATE strata_data.tenant_sequences SET moved = true');
     });
-    await this.#record(id, { phase: 'fenced' });
-    await this.#switch(id, tenantId, targetRegion, targetDatastore, fencedAt);
   }
 
   /** Files are not in the change feed: under the fence, the target's file rows are made equal to the source's. */
@@ -498,47 +489,13 @@ export class MoveService {
     progress: (n: number) => Promise<void>,
     bounded = true,
   ) {
-    const keys = keyList(table);
-    const tuple = (from: number) => `(${table.key.map((_, i) => `$${i + from}`).join(', ')})`;
-    let upTo: unknown[] | null = null;
-    if (bounded) {
-      const [last] = await read<{ r: Record<string, unknown> }>(
-        `SELECT to_jsonb(t) AS r FROM strata_data.${table.name} t
-          ORDER BY ${table.key.map((k) => `${k} DESC`).join(', ')} LIMIT 1`,
-      );
-      if (!last) return;
-      upTo = table.key.map((k) => last.r[k]);
-    }
-    let after: unknown[] | null = null;
+    const upTo = bounded ? await lastKey(read, table.name, table.key) : null;
+    if (bounded && !upTo) return;
     let copied = 0;
-    for (;;) {
-      const conditions: string[] = [];
-      const params: unknown[] = [];
-      if (after) {
-        conditions.push(`(${keys}) > ${tuple(params.length + 1)}`);
-        params.push(...after);
-      }
-      if (upTo) {
-        conditions.push(`(${keys}) <= ${tuple(params.length + 1)}`);
-        params.push(...upTo);
-      }
-      const rows: { r: Record<string, unknown> }[] = await read(
-        `SELECT to_jsonb(t) AS r FROM strata_data.${table.name} t
-          WHERE ${conditions.length > 0 ? conditions.join(' AND ') : 'true'} ORDER BY ${keys} LIMIT ${BATCH}`,
-        params,
-      );
-      if (rows.length === 0) return;
-      await this.#write(
-        target,
-        tenantId,
-        table,
-        rows.map((x) => x.r),
-      );
+    for await (const rows of scanTable(read, table.name, table.key, { batch: BATCH, upTo })) {
+      await this.#write(target, tenantId, table, rows);
       copied += rows.length;
       await progress(copied);
-      if (rows.length < BATCH) return;
-      const last = rows[rows.length - 1]?.r as Record<string, unknown>;
-      after = table.key.map((k) => last[k]);
     }
   }
 
@@ -634,17 +591,6 @@ export class MoveService {
         ],
       ),
     );
-  }
-
-  async #buildIndexes(read: Read, target: Database, tenantId: string) {
-    const rows = await read<{ name: string; settings: CollectionSettings }>(
-      'SELECT name, settings FROM strata_data.collections',
-    );
-    for (const c of rows) {
-      for (const index of c.settings?.indexes ?? [])
-        await this.indexes.ensurePathIndex(target, tenantId, c.name, index);
-      if (c.settings?.vector) await this.indexes.ensureVectorIndex(target, tenantId, c.name, c.settings.vector);
-    }
   }
 
   /** The copy must equal the source: same documents at the same versions, same last change. */

@@ -26,6 +26,13 @@ export interface Placement {
   displayUrl: string | null;
 }
 
+/** What strata.datastores holds of a registered datastore, its settings decrypted. */
+interface Registration {
+  kind: 'dedicated' | 'byod';
+  region: string;
+  settings: ValidByodConfig;
+}
+
 /** The plan feature each placement other than shared rests on. */
 export const PLACEMENT_FEATURE = { dedicated: 'dedicated_datastore', byod: 'byod_datastore' } as const;
 
@@ -45,6 +52,7 @@ export class DatastoreRouter {
   static readonly CHANNEL = 'strata_placement';
   #unlisten: (() => Promise<void>) | undefined;
   readonly #open = new Map<string, Promise<Database>>();
+  readonly #registrations = new Map<string, Promise<Registration | null>>();
 
   constructor(
     private readonly control: Database,
@@ -125,39 +133,54 @@ export class DatastoreRouter {
     );
   }
 
-  /** A registered datastore, opened from its decrypted settings. */
-  forDatastore(id: string): Promise<Database> {
-    const key = `datastore:${id}`;
-    return this.#remember(key, async () => {
-      const row = await withSystem(this.control, async (tx) => {
+  /**
+   * A registered datastore's kind, region and decrypted settings. They never change for a registration, so
+   * they are remembered until it is released (the bucket is asked for on every file request).
+   */
+  #registration(id: string): Promise<Registration | null> {
+    let found = this.#registrations.get(id);
+    if (!found) {
+      found = withSystem(this.control, async (tx) => {
         const r = await tx.query<{ config_ciphertext: string; region: string; kind: 'dedicated' | 'byod' }>(
           'SELECT config_ciphertext, region, kind FROM strata.datastores WHERE id = $1',
           [id],
         );
         return r.rows[0];
-      });
-      if (!row) throw new Error(`datastore ${id} is not registered`);
-      const settings = JSON.parse(this.keyring.decrypt(row.config_ciphertext, key)) as ValidByodConfig;
-      if (row.kind === 'byod') return this.#connect(row.region, openPostgres(byodPoolConfig(settings)));
+      }).then((row) =>
+        row
+          ? {
+              kind: row.kind,
+              region: row.region,
+              settings: JSON.parse(this.keyring.decrypt(row.config_ciphertext, `datastore:${id}`)) as ValidByodConfig,
+            }
+          : null,
+      );
+      this.#registrations.set(id, found);
+      // Only what is registered is remembered: an id looked up before it exists, or that failed, is asked again.
+      found.then(
+        (r) => r ?? this.#registrations.delete(id),
+        () => this.#registrations.delete(id),
+      );
+    }
+    return found;
+  }
+
+  /** A registered datastore, opened from its decrypted settings. */
+  forDatastore(id: string): Promise<Database> {
+    return this.#remember(`datastore:${id}`, async () => {
+      const registration = await this.#registration(id);
+      if (!registration) throw new Error(`datastore ${id} is not registered`);
+      const { kind, region, settings } = registration;
+      if (kind === 'byod') return this.#connect(region, openPostgres(byodPoolConfig(settings)));
       // A dedicated database Strata created on an operator pool: a URL of the operator's, or an embedded directory.
-      return this.#connect(row.region, await openUrl(settings.url));
+      return this.#connect(region, await openUrl(settings.url));
     });
   }
 
   /** The tenant's own bucket of a BYOD datastore (an s3:// URL with credentials), or null. */
   async bucketOf(datastoreId: string): Promise<string | null> {
-    const row = await withSystem(this.control, async (tx) => {
-      const r = await tx.query<{ config_ciphertext: string; kind: string }>(
-        'SELECT config_ciphertext, kind FROM strata.datastores WHERE id = $1',
-        [datastoreId],
-      );
-      return r.rows[0];
-    });
-    if (row?.kind !== 'byod') return null;
-    const settings = JSON.parse(
-      this.keyring.decrypt(row.config_ciphertext, `datastore:${datastoreId}`),
-    ) as ValidByodConfig;
-    return settings.bucket ?? null;
+    const registration = await this.#registration(datastoreId);
+    return registration?.kind === 'byod' ? (registration.settings.bucket ?? null) : null;
   }
 
   /** Opens a datastore once; one that could not be opened is tried again next time, not remembered broken. */
@@ -171,8 +194,9 @@ export class DatastoreRouter {
     return db;
   }
 
-  /** Closes a registered datastore's connections (after the tenant left it). */
+  /** Closes a registered datastore's connections and forgets its settings (after the tenant left it). */
   async release(id: string): Promise<void> {
+    this.#registrations.delete(id);
     const key = `datastore:${id}`;
     const db = this.#open.get(key);
     this.#open.delete(key);

@@ -1,22 +1,23 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Platform } from '../../platform/context.js';
 import type { Database, Queryable } from '../../platform/db/driver.js';
-import { withSystem, withTenant, withTenantSnapshot, withTenantWrite } from '../../platform/db/tenant-context.js';
+import { updateById, withSystem, withTenantSnapshot, withTenantWrite } from '../../platform/db/tenant-context.js';
 import { AppError, errors } from '../../platform/errors.js';
 import { iso, newId } from '../../platform/ids.js';
 import { deletePrefix, type ObjectStore } from '../../platform/objects/store.js';
 import type { IndexManager } from '../collections/indexes.js';
-import type { CollectionSettings } from '../documents/write.js';
-import { blobKey, tenantBlobPrefix } from '../files/blobs.js';
+import { blobKey, putVerified, tenantBlobPrefix } from '../files/blobs.js';
 import { spoolVerified } from '../files/spool.js';
 import type { MoveService, MoveStatus, MoveTarget } from '../placement/move.js';
+import { type Read, scanTable } from '../placement/table-scan.js';
 
 /**
  * Per-tenant snapshots. A snapshot is taken from one REPEATABLE READ transaction on the tenant's datastore,
@@ -33,10 +34,10 @@ import type { MoveService, MoveStatus, MoveTarget } from '../placement/move.js';
 
 /** The tables a snapshot holds, in the order they are written and restored (parents first). */
 const TABLES = [
-  { name: 'collections', key: 'name' },
-  { name: 'documents', key: 'collection, id' },
-  { name: 'changes', key: 'seq' },
-  { name: 'files', key: 'key' },
+  { name: 'collections', key: ['name'] },
+  { name: 'documents', key: ['collection', 'id'] },
+  { name: 'changes', key: ['seq'] },
+  { name: 'files', key: ['key'] },
 ] as const;
 type TableName = (typeof TABLES)[number]['name'];
 const BATCH = 1000;
@@ -139,18 +140,7 @@ const tempPath = (what: string) => join(tmpdir(), `strata-${what}-${randomUUID()
 async function copyObject(from: ObjectStore, fromKey: string, to: ObjectStore, toKey: string, sha256: string) {
   const source = await from.get(fromKey);
   if (!source) throw new Error(`${fromKey} is missing from ${from.description}`);
-  const spooled = await spoolVerified(source.body, { sha256, size: source.size });
-  try {
-    await to.put(toKey, spooled.path, { size: spooled.size, contentType: 'application/octet-stream', sha256 });
-  } finally {
-    await rm(spooled.path, { force: true });
-  }
-}
-
-async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
+  return putVerified(source, to, toKey, sha256);
 }
 
 export class SnapshotService {
@@ -171,14 +161,8 @@ export class SnapshotService {
     return row;
   }
 
-  async #record(id: string, fields: Record<string, unknown>): Promise<void> {
-    const names = Object.keys(fields);
-    await withSystem(this.platform.db, (tx) =>
-      tx.query(`UPDATE strata.snapshots SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`, [
-        id,
-        ...Object.values(fields),
-      ]),
-    );
+  #record(id: string, fields: Record<string, unknown>): Promise<void> {
+    return updateById(this.platform.db, 'strata.snapshots', id, fields);
   }
 
   async get(tenantId: string, id: string): Promise<SnapshotStatus> {
@@ -245,7 +229,17 @@ export class SnapshotService {
     const dataPath = tempPath('snapshot');
     try {
       const gzip = createGzip();
-      const written = pipeline(gzip, createWriteStream(dataPath, { flags: 'wx', mode: 0o600 }));
+      // The compressed bytes are hashed and counted on their way to the file.
+      const hash = createHash('sha256');
+      let size = 0;
+      const meter = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hash.update(chunk);
+          size += chunk.length;
+          done(null, chunk);
+        },
+      });
+      const written = pipeline(gzip, meter, createWriteStream(dataPath, { flags: 'wx', mode: 0o600 }));
       const line = (t: TableName, r: unknown) =>
         new Promise<void>((resolve) => {
           if (gzip.write(`${JSON.stringify({ t, r })}\n`)) resolve();
@@ -257,24 +251,17 @@ export class SnapshotService {
             'SELECT epoch, last_seq, doc_count, doc_bytes, file_bytes FROM strata_data.tenant_sequences',
           )
         ).rows;
+        const read: Read = async (sql, params) => (await tx.query(sql, params)).rows as never;
         const counts = {} as Record<TableName, number>;
         for (const table of TABLES) {
           counts[table.name] = 0;
-          let after: Record<string, unknown> | null = null;
-          for (;;) {
-            const keys = table.key.split(', ');
-            const where = after ? `WHERE (${table.key}) > (${keys.map((_, i) => `$${i + 1}`).join(', ')})` : '';
-            const rows: { r: Record<string, unknown> }[] = (
-              await tx.query<{ r: Record<string, unknown> }>(
-                `SELECT to_jsonb(t) - 'tenant_id' AS r FROM strata_data.${table.name} t ${where}
-                  ORDER BY ${table.key} LIMIT ${BATCH}`,
-                after ? keys.map((k) => (after as Record<string, unknown>)[k]) : [],
-              )
-            ).rows;
-            for (const row of rows) await line(table.name, row.r);
+          const batches = scanTable(read, table.name, [...table.key], {
+            batch: BATCH,
+            select: "to_jsonb(t) - 'tenant_id'",
+          });
+          for await (const rows of batches) {
+            for (const row of rows) await line(table.name, row);
             counts[table.name] += rows.length;
-            if (rows.length < BATCH) break;
-            after = rows[rows.length - 1]?.r ?? null;
           }
         }
         const blobs = (
@@ -289,11 +276,9 @@ export class SnapshotService {
       // (and the orphan sweep, which leaves a tenant alone while its snapshot runs) cannot take them away.
       let bytes = 0;
       for (const sha256 of taken.blobs) {
-        await copyObject(store, blobKey(tenantId, sha256), store, `${prefix}blobs/${sha256}`, sha256);
-        bytes += (await store.head(`${prefix}blobs/${sha256}`))?.size ?? 0;
+        bytes += await copyObject(store, blobKey(tenantId, sha256), store, `${prefix}blobs/${sha256}`, sha256);
       }
-      const size = (await stat(dataPath)).size;
-      const dataSha = await sha256OfFile(dataPath);
+      const dataSha = hash.digest('hex');
       await store.put(`${prefix}data.ndjson.gz`, dataPath, { size, contentType: 'application/gzip', sha256: dataSha });
       const manifest: Manifest = {
         format: FORMAT,
@@ -495,7 +480,9 @@ export class SnapshotService {
         }
         return { epoch, checksum };
       });
-      await this.#rebuildIndexes(db, tenantId);
+      // The restored collections' indexes; those of collections no longer there go.
+      await this.indexes.dropForTenant(db, tenantId);
+      await this.indexes.ensureForTenant(db, tenantId);
       this.platform.log.info(
         { type: 'snapshot.restored', snapshot_id: id, tenant_id: tenantId, ms: Date.now() - started },
         'snapshot restored',
@@ -511,18 +498,6 @@ export class SnapshotService {
       };
     } finally {
       await rm(spooled.path, { force: true });
-    }
-  }
-
-  /** The restored collections' path and vector indexes (the ones of collections no longer there are dropped). */
-  async #rebuildIndexes(db: Database, tenantId: string) {
-    await this.indexes.dropForTenant(db, tenantId);
-    const rows = await withTenant(db, tenantId, (tx) =>
-      tx.query<{ name: string; settings: CollectionSettings }>('SELECT name, settings FROM strata_data.collections'),
-    );
-    for (const c of rows.rows) {
-      for (const index of c.settings?.indexes ?? []) await this.indexes.ensurePathIndex(db, tenantId, c.name, index);
-      if (c.settings?.vector) await this.indexes.ensureVectorIndex(db, tenantId, c.name, c.settings.vector);
     }
   }
 }

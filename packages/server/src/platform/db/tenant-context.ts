@@ -78,3 +78,23 @@ export function withTenantWrite<T>(db: Database, tenantId: string, fn: (tx: Quer
 export function withSystem<T>(db: Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   return db.transaction(fn, `SET LOCAL ROLE ${SYSTEM_ROLE}; SELECT set_config('strata.tenant_id', '', true);`);
 }
+
+/**
+ * Sets columns of one control-plane row by id: the progress records of background work (moves, snapshots).
+ * Column names come from the caller's code, never from a request.
+ */
+export async function updateById(
+  db: Database,
+  table: 'strata.moves' | 'strata.snapshots',
+  id: string,
+  fields: Record<string, unknown>,
+): Promise<void> {
+  const names = Object.keys(fields);
+  if (names.some((n) => !/^[a-z_]+$/.test(n))) throw new Error('invalid column name');
+  await withSystem(db, (tx) =>
+    tx.query(`UPDATE ${table} SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`, [
+      id,
+      ...Object.values(fields),
+    ]),
+  );
+}
