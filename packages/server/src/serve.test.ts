@@ -22,7 +22,7 @@ describe('strata serve', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     const deadline = Date.now() + 60_000;
-    while (!/Operator key[\s\S]*sto_\S+/.test(out) && Date.now() < deadline)
+    while (!/Operator key[\s\S]*sto_[a-z2-7]{12}_[A-Za-z0-9_-]{43}/.test(out) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 100));
     const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
     const key = /(sto_[a-z2-7]{12}_[A-Za-z0-9_-]{43})/.exec(out)?.[1];

@@ -43,7 +43,10 @@ afterAll(async () => {
   await control.drop();
 });
 
-async function startServer(): Promise<{ child: ChildProcess; url: string; out: () => string }> {
+const OPERATOR_KEY = /(sto_[a-z2-7]{12}_[A-Za-z0-9_-]{43})/;
+
+/** Starts `strata serve`; on a new database, waits for the operator key too (printed after the listening line). */
+async function startServer(withKey = false): Promise<{ child: ChildProcess; url: string; out: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve'], {
     env: {
       PATH: process.env.PATH,
@@ -63,7 +66,8 @@ async function startServer(): Promise<{ child: ChildProcess; url: string; out: (
     out += d;
   });
   const deadline = Date.now() + 60_000;
-  while (!/listening on http:\/\/\S+/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const ready = () => /listening on http:\/\/\S+/.test(out) && (!withKey || OPERATOR_KEY.test(out));
+  while (!ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
   if (!url) throw new Error(`server did not start: ${out}`);
   return { child, url, out: () => out };
@@ -78,8 +82,8 @@ const count = async (db: Database, table: string, tenantId: string) =>
 
 describe.skipIf(driver !== 'postgres')('a move interrupted by a killed process', () => {
   it('is undone at restart, leaving the tenant whole where it was; a new move then completes', async () => {
-    const first = await startServer();
-    const key = /(sto_[a-z2-7]{12}_[A-Za-z0-9_-]{43})/.exec(first.out())?.[1] as string;
+    const first = await startServer(true);
+    const key = OPERATOR_KEY.exec(first.out())?.[1] as string;
     const api = async (base: string, token: string, method: string, path: string, body?: unknown) => {
       const r = await fetch(`${base}${path}`, {
         method,
@@ -94,6 +98,7 @@ describe.skipIf(driver !== 'postgres')('a move interrupted by a killed process',
       plan: 'enterprise',
       allowed_regions: ['local', 'eu'],
     });
+    expect(created.status, JSON.stringify(created.json)).toBe(201);
     const tenantId = created.json.id as string;
     await api(first.url, key, 'POST', `/v1/tenants/${tenantId}/collections`, { name: 'c' });
     const total = 30_000;
